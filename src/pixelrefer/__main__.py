@@ -1,0 +1,3 @@
+from pixelrefer.cli.main import app
+
+app()

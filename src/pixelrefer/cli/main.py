@@ -1,0 +1,37 @@
+"""The `pixelrefer` command: a table of subcommands, each a plain typed function in its own module."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="pixelrefer",
+    help="Region-level understanding of images and videos (PixelRefer / PixelRefer-Lite).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# name -> "module:function"; modules are imported lazily so `pixelrefer --help` stays fast.
+COMMANDS: dict[str, str] = {}
+
+
+def _register() -> None:
+    for name, target in COMMANDS.items():
+        module_name, func_name = target.split(":")
+        try:
+            module = importlib.import_module(f"pixelrefer.cli.{module_name}")
+        except ImportError as exc:  # an optional extra is missing: keep the rest of the CLI working
+            def _missing(exc: ImportError = exc) -> None:
+                raise typer.BadParameter(f"this command needs an optional dependency: {exc}")
+
+            app.command(name)(_missing)
+            continue
+        app.command(name)(getattr(module, func_name))
+
+
+_register()
+
+if __name__ == "__main__":
+    app()
