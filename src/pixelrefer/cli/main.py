@@ -14,7 +14,9 @@ app = typer.Typer(
 )
 
 # name -> "module:function"; modules are imported lazily so `pixelrefer --help` stays fast.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "synth": "synth:synth",
+}
 
 
 def _register() -> None:

@@ -1,0 +1,1 @@
+"""Local metrics: semantic similarity / IoU, COCO caption metrics, multiple-choice letter accuracy."""

@@ -1,0 +1,46 @@
+"""Visual Genome short region captions (``vg_val_5000.json``): box filled as a mask, COCO metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pixelrefer.eval.io import load_json_or_jsonl
+from pixelrefer.eval.masks import box_mask, require_file
+from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
+from pixelrefer.eval.tasks.captioning import score_captions
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+
+PROMPT = "Please describe <region> briefly."
+
+
+class VG(Task):
+    name = "vg"
+    title = "Visual Genome region captioning"
+    anchor_key = "vg"
+
+    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
+        items = []
+        for index, entry in enumerate(load_json_or_jsonl(data)):
+            image = entry.get("image") if isinstance(entry, dict) else None
+            image_name = image[0] if isinstance(image, list) and image else image
+            ref = {"image": image_name, "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else ""}
+            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
+        return items
+
+    def _builder(self, item_id: str, entry: Any, media_root: Path):  # noqa: ANN202
+        def build() -> EvalRequest:
+            if not isinstance(entry, dict):
+                raise BadItem("entry is not an object")
+            image, height, width, boxes = require(entry, "image", "height", "width", "boxes")
+            name = image[0] if isinstance(image, list) and image else image
+            if not isinstance(name, str) or not isinstance(boxes, list) or not boxes:
+                raise BadItem("entry needs an image name and at least one box")
+            mask = box_mask(boxes[0], height, width)
+            path = require_file(resolve_media(media_root, name))
+            return EvalRequest(id=item_id, media=path, question=PROMPT, regions=[{0: mask}])
+
+        return build
+
+    def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
+        return score_captions(records, ctx)

@@ -1,0 +1,66 @@
+"""VideoRefer-Bench-Q: multiple-choice questions about video objects, accuracy per question type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pixelrefer.eval.io import load_json_or_jsonl
+from pixelrefer.eval.metrics.mcq import accuracy_by_type, answer_letter, videorefer_letter
+from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes, require
+from pixelrefer.eval.tasks.videorefer import object_masks, video_path
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
+
+SUFFIX = ". Answer with the option's letter from the given choices directly."
+TYPE_SHORT = {"Basic Questions": "BQ", "Sequential Questions": "SQ", "Relationship Questions": "RlQ",
+              "Reasoning Questions": "RsQ", "Future Predictions": "FP"}
+
+
+def build_question(question: str, options: list[str]) -> str:
+    return question + " " + " ".join(options) + SUFFIX
+
+
+class VideoReferQ(Task):
+    name = "videorefer_q"
+    title = "VideoRefer-Bench-Q"
+    modality = "video"
+    anchor_key = "videorefer_q"
+
+    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
+        items = []
+        for index, entry in enumerate(load_json_or_jsonl(data)):
+            ref: dict[str, Any] = {"Answer": "", "type": "unknown"}
+            if isinstance(entry, dict):
+                ref = {"video": entry.get("video"), "Answer": str(entry.get("Answer", "")),
+                       "type": str(entry.get("type", "unknown"))}
+            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
+        return items
+
+    def _builder(self, item_id: str, entry: Any, media_root: Path):  # noqa: ANN202
+        def build() -> EvalRequest:
+            if not isinstance(entry, dict):
+                raise BadItem("entry is not an object")
+            question, options = require(entry, "Question", "options")
+            if not isinstance(options, list) or not options:
+                raise BadItem("'options' must be a non-empty list")
+            regions = object_masks(entry, all_frames=self.variant == "lite")
+            text = build_question(str(question), [str(o) for o in options])
+            if text.count("<region>") != len(regions):
+                raise BadItem(f"question has {text.count('<region>')} <region> but {len(regions)} objects")
+            return EvalRequest(item_id, video_path(entry, media_root), text, regions, VideoSampling())
+
+        return build
+
+    def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
+        outcomes, items = [], []
+        for r in records:
+            letter = "" if r.get("error") else videorefer_letter(r["pred"])
+            correct = bool(letter) and letter.lower() == answer_letter(r["ref"]["Answer"]).lower()
+            kind = TYPE_SHORT.get(r["ref"]["type"], r["ref"]["type"])
+            outcomes.append((kind, correct))
+            items.append({"id": r["id"], "type": kind, "letter": letter, "correct": correct})
+        per_type, overall, sizes = accuracy_by_type(outcomes)
+        return TaskResult(metrics={**per_type, "Avg": overall}, counts=counts_of(records),
+                          groups={"items_per_type": {k: float(v) for k, v in sizes.items()}},
+                          notes=["Avg is accuracy over all questions (as the official script)", *failure_notes(records)],
+                          item_scores=items)

@@ -1,0 +1,81 @@
+"""Load a still image as an ``(H, W, 3) uint8`` RGB array from a path, PIL image or array."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pixelrefer.media.errors import MediaError
+
+ImageLike = str | os.PathLike | Image.Image | np.ndarray | bytes
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and array.size and float(np.nanmax(array)) <= 1.0:
+            array = array * 255.0
+        array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim == 3 and array.shape[2] == 1:
+        return np.repeat(array, 3, axis=2)
+    if array.ndim == 3 and array.shape[2] == 4:
+        return np.ascontiguousarray(array[:, :, :3])
+    if array.ndim == 3 and array.shape[2] == 3:
+        return np.ascontiguousarray(array)
+    raise MediaError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {array.shape}")
+
+
+def pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """Convert any PIL mode (L, P, RGBA, I;16, ...) to an RGB uint8 array; alpha is dropped."""
+    if image.mode in ("I;16", "I;16B", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = float(array.max()) if array.size else 0.0
+        scaled = array * (255.0 / peak) if peak > 255 else array
+        return _array_to_rgb(np.clip(scaled, 0, 255).astype(np.uint8))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def open_pil(src: str | os.PathLike | bytes) -> Image.Image:
+    """Open an image file (or encoded bytes) with PIL, raising :class:`MediaError` on failure."""
+    if isinstance(src, bytes):
+        stream: Any = io.BytesIO(src)
+        name = "<bytes>"
+    else:
+        path = Path(src)
+        if not path.is_file():
+            raise MediaError(f"image file not found: {path}")
+        stream, name = path, str(path)
+    try:
+        image = Image.open(stream)
+        image.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(f"cannot read {name} as an image: {exc}") from exc
+    return image
+
+
+def load_image(src: ImageLike) -> np.ndarray:
+    """Return the image as a C-contiguous ``(H, W, 3) uint8`` RGB array.
+
+    ``src`` may be a file path, encoded image bytes, a PIL image or an array (grey, RGB or RGBA;
+    float arrays in 0..1 are scaled to 0..255).
+    """
+    if isinstance(src, Image.Image):
+        rgb = pil_to_rgb(src)
+    elif isinstance(src, np.ndarray):
+        rgb = _array_to_rgb(src)
+    elif isinstance(src, (str, os.PathLike, bytes)):
+        rgb = pil_to_rgb(open_pil(src))
+    else:
+        raise MediaError(f"cannot load an image from {type(src).__name__}; pass a path, bytes, PIL image or array")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise MediaError(f"the image is empty (shape {rgb.shape})")
+    return rgb

@@ -1,0 +1,286 @@
+"""Read videos (mp4/webm/avi/gif/... or a folder of frame images) as sampled RGB frames; write them back.
+
+Decoding streams: a first pass demuxes packets only (no decoding) to learn every frame's
+presentation timestamp; the frames to keep are chosen from those timestamps; a second pass decodes
+in order and keeps only the chosen frames, so memory holds the sampled frames and nothing more.
+Timestamps are ``pts * time_base`` of the kept frames (seconds), not ``index / fps`` estimates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from pixelrefer.media.errors import MediaError
+from pixelrefer.media.image import load_image
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".mpg", ".mpeg", ".ts"})
+FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+DEFAULT_FOLDER_FPS = 3.0
+
+
+@dataclass
+class VideoClip:
+    """Sampled frames of a video.
+
+    ``frames[i]`` is an ``(H, W, 3) uint8`` RGB array shown at ``timestamps[i]`` seconds; it is frame
+    ``frame_indices[i]`` of the source (0-based, presentation order). ``fps`` is the source frame rate.
+    ``source_num_frames`` is the number of frames in the whole source, when known.
+    """
+
+    frames: list[np.ndarray]
+    timestamps: list[float]
+    frame_indices: list[int]
+    fps: float
+    source_num_frames: int | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def height(self) -> int:
+        return int(self.frames[0].shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames[0].shape[1])
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    """True for a video file extension or a directory (read as a folder of frames)."""
+    p = Path(path)
+    return p.is_dir() or p.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def select_indices(
+    times: Sequence[float],
+    fps: float | None = None,
+    num_frames: int | None = None,
+    max_frames: int | None = None,
+) -> list[int]:
+    """Choose positions in ``times`` (sorted seconds): every frame, one per ``1/fps`` s, or ``num_frames`` uniform.
+
+    ``fps`` picks, for each target time ``t0 + k / fps``, the frame nearest to it (ties: the earlier).
+    ``num_frames`` picks evenly spaced positions including the first and the last. ``max_frames``
+    then thins the choice uniformly. The result is sorted and has no duplicates.
+    """
+    n = len(times)
+    if n == 0:
+        return []
+    if fps is not None and num_frames is not None:
+        raise MediaError("give either fps or num_frames, not both")
+    if fps is not None:
+        if fps <= 0:
+            raise MediaError(f"fps must be positive, got {fps}")
+        arr = np.asarray(times, dtype=np.float64)
+        targets = np.arange(arr[0], arr[-1] + 1e-9, 1.0 / fps)
+        pos = np.clip(np.searchsorted(arr, targets), 1, n - 1) if n > 1 else np.zeros(len(targets), int)
+        if n > 1:
+            left_closer = (targets - arr[pos - 1]) <= (arr[pos] - targets)
+            pos = np.where(left_closer, pos - 1, pos)
+        chosen = sorted(set(int(p) for p in pos))
+    elif num_frames is not None:
+        if num_frames <= 0:
+            raise MediaError(f"num_frames must be positive, got {num_frames}")
+        chosen = sorted(set(np.linspace(0, n - 1, min(num_frames, n)).round().astype(int).tolist()))
+    else:
+        chosen = list(range(n))
+    if max_frames is not None and len(chosen) > max_frames:
+        if max_frames <= 0:
+            raise MediaError(f"max_frames must be positive, got {max_frames}")
+        keep = np.linspace(0, len(chosen) - 1, max_frames).round().astype(int)
+        chosen = [chosen[i] for i in sorted(set(keep.tolist()))]
+    return chosen
+
+
+def _window(times: list[float], start: float | None, end: float | None) -> list[int]:
+    lo = -np.inf if start is None else start
+    hi = np.inf if end is None else end
+    if lo > hi:
+        raise MediaError(f"start ({start}) is after end ({end})")
+    return [i for i, t in enumerate(times) if lo - 1e-9 <= t <= hi + 1e-9]
+
+
+def _natural_key(name: str) -> list[object]:
+    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
+
+
+def _read_folder(folder: Path, sampling: dict, folder_fps: float) -> VideoClip:
+    files = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS), key=lambda p: _natural_key(p.name)
+    )
+    if not files:
+        raise MediaError(f"the folder {folder} holds no frame images ({', '.join(sorted(FRAME_EXTENSIONS))})")
+    if folder_fps <= 0:
+        raise MediaError(f"folder_fps must be positive, got {folder_fps}")
+    times = [i / folder_fps for i in range(len(files))]
+    window = _window(times, sampling.pop("start"), sampling.pop("end"))
+    picked = [window[i] for i in select_indices([times[i] for i in window], **sampling)]
+    if not picked:
+        raise MediaError(f"no frame of {folder} falls in the requested time window")
+    frames = [load_image(files[i]) for i in picked]
+    if any(f.shape != frames[0].shape for f in frames):
+        raise MediaError(f"the frames in {folder} do not all have the same size")
+    return VideoClip(frames, [times[i] for i in picked], picked, folder_fps, len(files))
+
+
+def _open_container(path: Path):  # noqa: ANN202 - av types are optional
+    import av
+
+    if not path.is_file():
+        raise MediaError(f"video file not found: {path}")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(f"cannot open {path} as a video: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{path} has no video stream")
+    return container
+
+
+def _probe_pts(path: Path) -> tuple[list[int], Fraction, float, bool]:
+    """First pass: presentation timestamps of every frame, without decoding (``True``: no pts, use indices)."""
+    container = _open_container(path)
+    try:
+        stream = container.streams.video[0]
+        time_base = stream.time_base or Fraction(1, 1)
+        pts = [p.pts if p.pts is not None else p.dts for p in container.demux(stream) if p.size > 0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    except Exception as exc:  # av raises many error types for corrupt files
+        raise MediaError(f"cannot read the frames of {path}: {exc}") from exc
+    finally:
+        container.close()
+    fps = float(rate) if rate else 0.0
+    if any(p is None for p in pts):
+        step = 1.0 / fps if fps else 1.0
+        return list(range(len(pts))), Fraction(step).limit_denominator(1_000_000), fps, True
+    return sorted(pts), time_base, fps, False
+
+
+def _decode_selected(path: Path, wanted_pts: set[int], use_index: bool) -> dict[int, np.ndarray]:
+    """Second pass: decode in order, convert and keep only the wanted frames."""
+    container = _open_container(path)
+    kept: dict[int, np.ndarray] = {}
+    try:
+        for i, frame in enumerate(container.decode(video=0)):
+            key = i if use_index or frame.pts is None else frame.pts
+            if key in wanted_pts:
+                kept[key] = frame.to_ndarray(format="rgb24")
+                if len(kept) == len(wanted_pts):
+                    break
+    except Exception as exc:
+        raise MediaError(f"decoding {path} failed: {exc}") from exc
+    finally:
+        container.close()
+    return kept
+
+
+def _read_file(path: Path, sampling: dict) -> VideoClip:
+    pts, time_base, fps, by_index = _probe_pts(path)
+    if not pts:
+        raise MediaError(f"{path} has zero video frames")
+    times = [float(p * time_base) for p in pts]
+    window = _window(times, sampling.pop("start"), sampling.pop("end"))
+    picked = [window[i] for i in select_indices([times[i] for i in window], **sampling)]
+    if not picked:
+        raise MediaError(f"no frame of {path} falls in the requested time window")
+    decoded = _decode_selected(path, {pts[i] for i in picked}, by_index)
+    missing = [i for i in picked if pts[i] not in decoded]
+    if missing:
+        logger.warning("%s: %d sampled frames could not be decoded and are skipped", path, len(missing))
+        picked = [i for i in picked if pts[i] in decoded]
+    if not picked:
+        raise MediaError(f"{path}: no frame could be decoded")
+    if not fps and len(times) > 1:
+        fps = (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+    frames = [decoded[pts[i]] for i in picked]
+    return VideoClip(frames, [times[i] for i in picked], picked, fps, len(pts))
+
+
+def read_video(
+    src: str | os.PathLike,
+    fps: float | None = None,
+    num_frames: int | None = None,
+    max_frames: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    folder_fps: float = DEFAULT_FOLDER_FPS,
+) -> VideoClip:
+    """Read a video file or a folder of frames, keeping only the sampled frames.
+
+    Sampling: ``fps`` (frames per second of the result, nearest source frame to each target time),
+    or ``num_frames`` (evenly spaced, first and last included), or every frame; ``max_frames`` caps
+    the count by uniform thinning; ``start``/``end`` (seconds, inclusive) restrict the window.
+    A folder's frames are sorted naturally by file name and shown at ``folder_fps``.
+    """
+    path = Path(src)
+    sampling = {"fps": fps, "num_frames": num_frames, "max_frames": max_frames, "start": start, "end": end}
+    clip = _read_folder(path, sampling, folder_fps) if path.is_dir() else _read_file(path, sampling)
+    logger.debug("read %s: %d frames sampled of %s", path, clip.num_frames, clip.source_num_frames)
+    return clip
+
+
+def map_frames(annotated_indices: Sequence[int], clip: VideoClip) -> dict[int, int]:
+    """Map source frame indices onto positions in ``clip`` (the nearest sampled frame; ties go earlier).
+
+    Raises :class:`MediaError` for an index that is negative or past the end of the source video.
+    """
+    if not clip.frame_indices:
+        raise MediaError("the clip has no frames")
+    total = clip.source_num_frames
+    sampled = np.asarray(clip.frame_indices)
+    out: dict[int, int] = {}
+    for index in annotated_indices:
+        if index < 0 or (total is not None and index >= total):
+            limit = f"0..{total - 1}" if total is not None else ">= 0"
+            raise MediaError(f"annotated frame {index} is outside the video (frames {limit})")
+        distance = np.abs(sampled - index)
+        out[int(index)] = int(np.argmin(distance))
+    return out
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if (h % 2 or w % 2) else frame
+
+
+def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 3.0) -> Path:
+    """Write RGB frames to ``.gif`` (PIL) or a video file (PyAV; libx264 for mp4/mkv/mov)."""
+    out = Path(path)
+    if not frames:
+        raise MediaError("write_video needs at least one frame")
+    if fps <= 0:
+        raise MediaError(f"fps must be positive, got {fps}")
+    rgb = [load_image(f) for f in frames]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in rgb]
+        images[0].save(out, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
+        return out
+    import av
+
+    codec = "mpeg4" if out.suffix.lower() == ".avi" else "libvpx-vp9" if out.suffix.lower() == ".webm" else "libx264"
+    with av.open(str(out), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        first = _even(rgb[0])
+        stream.width, stream.height, stream.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
+        for frame in rgb:
+            video_frame = av.VideoFrame.from_ndarray(_even(frame), format="rgb24")
+            for packet in stream.encode(video_frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out

@@ -1,0 +1,60 @@
+"""Reading weight files strictly: safetensors or ``.bin`` shards (``weights_only=True``), with clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pixelrefer.model.convert import CheckpointError
+
+
+def weight_files(directory: Path) -> list[Path]:
+    """The weight files of a checkpoint folder, following a shard index when there is one."""
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = directory / index_name
+        if index.is_file():
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            files = [directory / n for n in names]
+            missing = [f.name for f in files if not f.is_file()]
+            if missing:
+                raise CheckpointError(f"{directory}: shard(s) listed in {index_name} are missing: {missing}")
+            return files
+    for pattern in ("*.safetensors", "pytorch_model*.bin"):
+        files = sorted(directory.glob(pattern))
+        if files:
+            return files
+    raise CheckpointError(f"{directory}: no *.safetensors or pytorch_model*.bin weight file found")
+
+
+def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for path in weight_files(directory):
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                part = load_file(str(path))
+            else:
+                part = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupted or truncated file: name it
+            raise CheckpointError(f"cannot read weight file {path} (corrupted or truncated?): {exc}") from exc
+        state.update(part)
+    return state
+
+
+def load_strict(model: nn.Module, state: dict[str, Any], ignore_missing: tuple[str, ...] = ()) -> None:
+    """``load_state_dict(strict)`` with errors that list the offending keys."""
+    expected = set(model.state_dict().keys())
+    missing = sorted(k for k in expected - state.keys() if k not in ignore_missing)
+    unexpected = sorted(state.keys() - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint does not fit the model: missing keys {missing[:20]}, unexpected keys {unexpected[:20]}")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for key, value in state.items():
+        if shapes[key] != tuple(value.shape):
+            raise CheckpointError(f"shape mismatch for {key}: checkpoint {tuple(value.shape)}, model {shapes[key]}")
+    model.load_state_dict(state, strict=False, assign=True)

@@ -1,0 +1,96 @@
+"""Load a model + tokenizer from a preset name, a local folder (ours or official) or a hub id."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pixelrefer.config import PixelReferConfig
+from pixelrefer.model.checkpoint import load_strict, read_state_dict
+from pixelrefer.model.convert import CheckpointError, config_from_official, convert_official_state_dict, is_official_config
+from pixelrefer.model.modeling import PixelReferForConditionalGeneration
+
+logger = logging.getLogger(__name__)
+
+
+def _materialize_buffers(model: nn.Module, device: torch.device) -> None:
+    """Rebuild modules whose non-persistent buffers (rotary tables) are still on the meta device."""
+    for name, module in list(model.named_modules()):
+        if any(b.is_meta for b in module.buffers(recurse=False)):
+            parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+            with torch.device(device):
+                fresh = type(module)(module.config)
+            setattr(parent, name.rpartition(".")[2], fresh)
+
+
+def build_empty(config: PixelReferConfig, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
+    with torch.device("meta"):
+        model = PixelReferForConditionalGeneration(config)
+    return model.to(dtype=dtype)
+
+
+def load_official(directory: Path, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
+    """An official checkpoint folder -> our model, every key mapped explicitly and loaded strictly."""
+    raw = json.loads((directory / "config.json").read_text())
+    config = config_from_official(raw, directory)
+    state = convert_official_state_dict(read_state_dict(directory), config.variant, config.tie_word_embeddings)
+    model = build_empty(config, device, dtype)
+    ignore = ("lm_head.weight",) if config.tie_word_embeddings else ()
+    load_strict(model, {k: v.to(dtype) for k, v in state.items()}, ignore_missing=ignore)
+    _materialize_buffers(model, device)
+    model.tie_weights()
+    return model.to(device).eval()
+
+
+def load_ours(directory: Path, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
+    config = PixelReferConfig.from_pretrained(directory)
+    model = build_empty(config, device, dtype)
+    ignore = ("lm_head.weight",) if config.tie_word_embeddings else ()
+    load_strict(model, {k: v.to(dtype) for k, v in read_state_dict(directory).items()}, ignore_missing=ignore)
+    _materialize_buffers(model, device)
+    model.tie_weights()
+    return model.to(device).eval()
+
+
+def resolve_directory(name_or_path: str | Path) -> Path:
+    """A local folder, or a hub id downloaded with huggingface_hub (needs network)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; pass the checkpoint folder")
+    if str(name_or_path).count("/") != 1:
+        raise CheckpointError(f"no checkpoint folder, preset or hub id named {str(name_or_path)!r}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path)))
+    except Exception as exc:
+        raise CheckpointError(f"cannot fetch {name_or_path!r} from the hub (offline or unknown id): {exc}") from exc
+
+
+def load_checkpoint(name_or_path: str | Path, device: torch.device, dtype: torch.dtype) -> tuple[PixelReferForConditionalGeneration, Any]:
+    """(model, tokenizer) from a checkpoint folder or hub id."""
+    from transformers import AutoTokenizer
+
+    directory = resolve_directory(name_or_path)
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{directory} has no config.json")
+    try:
+        raw = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
+    if is_official_config(raw):
+        model = load_official(directory, device, dtype)
+    elif raw.get("model_type") == PixelReferConfig.model_type:
+        model = load_ours(directory, device, dtype)
+    else:
+        raise CheckpointError(f"{directory}: unsupported model_type {raw.get('model_type')!r}")
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    return model, tokenizer

@@ -1,0 +1,208 @@
+"""PixelRefer and PixelRefer-Lite as one transformers ``PreTrainedModel``.
+
+Parts: the vision tower is transformers' ``VideoLlama3VisionModel`` (SigLIP-NaViT), the LLM transformers'
+``Qwen2Model`` plus ``lm_head``. Our own modules are the :class:`ObjectTokenizer`, the projector of image tokens
+(PixelRefer only) and :class:`ObjectCentricInfusion` (Lite only); the variants differ in nothing else.
+
+The forward pass encodes every image, frame, region crop and Lite view of the batch in **one** variable-length
+vision call (attention is block-diagonal per image), scatters projected image features into the ``<image>``
+placeholders (PixelRefer) and object tokens into the ``<REGION>`` placeholders, then runs the LLM. Features are
+only computed for placeholders present in ``input_ids``, so ``generate`` with a cached media prefix works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel, Qwen2Model
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.video_llama_3.modeling_video_llama_3 import VideoLlama3VisionModel
+
+from pixelrefer.config import PixelReferConfig
+from pixelrefer.model.fusion import scatter_features
+from pixelrefer.model.object_tokenizer import ObjectTokenizer, pad_to
+from pixelrefer.model.oci import ObjectCentricInfusion
+from pixelrefer.types import VisualInputs
+
+
+@dataclass
+class PixelReferOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    object_tokens: torch.Tensor | None = None
+
+
+class MultimodalProjector(nn.Module):
+    """Vision width -> LLM width for image tokens (Linear, GELU, Linear)."""
+
+    def __init__(self, vision_hidden: int, text_hidden: int):
+        super().__init__()
+        self.readout = nn.Sequential(nn.Linear(vision_hidden, text_hidden), nn.GELU(), nn.Linear(text_hidden, text_hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(x)
+
+
+class PixelReferPreTrainedModel(PreTrainedModel):
+    config_class = PixelReferConfig
+    config: PixelReferConfig
+    base_model_prefix = ""
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["VideoLlama3VisionEncoderLayer", "Qwen2DecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+
+class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "language_model.embed_tokens.weight"}
+
+    def __init__(self, config: PixelReferConfig):
+        super().__init__(config)
+        v, t = config.vision_config.hidden_size, config.text_config.hidden_size
+        self.vision_model = VideoLlama3VisionModel(config.vision_config)
+        self.projector = None if config.is_lite else MultimodalProjector(v, t)
+        self.object_tokenizer = ObjectTokenizer(v, t, config.mask_num, config.kmeans_iterations, config.kmeans_seed)
+        self.oci = ObjectCentricInfusion(v, config.oci_num_heads, config.oci_layer_norm_eps) if config.is_lite else None
+        self.language_model = Qwen2Model(config.text_config)
+        self.lm_head = nn.Linear(t, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    # ----------------------------------------------------------------------------------------------- vision
+    def encode_vision(self, visual: VisualInputs) -> dict[str, list[torch.Tensor]]:
+        """One vision call over every image, frame, crop and view; returns per-item features by group.
+
+        Media items come back merged (``media_merge``) in raster order of the merged grid; all other groups at
+        merge 1 as (gh, gw, C) grids.
+        """
+        groups: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        if visual.media_pixels is not None and self.projector is not None:
+            groups.append(("media", visual.media_pixels, visual.media_grid, visual.media_merge))
+        for name in ("crop", "local", "global"):
+            pixels, grid = getattr(visual, f"{name}_pixels"), getattr(visual, f"{name}_grid")
+            if pixels is not None and (name == "crop" or self.oci is not None):
+                groups.append((name, pixels, grid, torch.ones_like(grid[:, 0])))
+        if not groups:
+            return {}
+        pixels = torch.cat([g[1] for g in groups]).to(self.vision_model.dtype)
+        grid = torch.cat([g[2] for g in groups])
+        merge = torch.cat([g[3] for g in groups])
+        feats = self.vision_model(pixel_values=pixels, grid_thw=grid, merge_sizes=merge).last_hidden_state
+        sizes = (grid.prod(dim=1) // (merge * merge)).tolist()
+        per_item = list(feats.split(sizes))
+        out: dict[str, list[torch.Tensor]] = {}
+        start = 0
+        for name, _, g, m in groups:
+            items = per_item[start : start + g.shape[0]]
+            start += g.shape[0]
+            if name != "media":
+                items = [f.view(int(h), int(w), -1) for f, (_, h, w) in zip(items, g.tolist())]
+            out[name] = items
+        return out
+
+    def image_features(self, media: list[torch.Tensor], keep: torch.Tensor | None) -> torch.Tensor:
+        feats = torch.cat(media)
+        if keep is not None:
+            feats = feats[keep]
+        return self.projector(feats)
+
+    def object_features(
+        self, visual: VisualInputs, feats: dict[str, list[torch.Tensor]], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Object tokens of every region in LLM width, concatenated in placeholder order."""
+        hw = visual.crop_grid[:, 1:].tolist()
+        positions = [p.view(h, w, 2) for p, (h, w) in zip(visual.crop_position.split([h * w for h, w in hw]), hw)]
+        mask_hw = visual.crop_mask_hw.tolist()
+        masks = [m.view(h, w) for m, (h, w) in zip(visual.crop_mask.split([h * w for h, w in mask_hw]), mask_hw)]
+        pooled = self.object_tokenizer(feats["crop"], positions, masks, generator=generator)
+        if self.oci is not None:
+            objects = pad_to(pooled, self.config.mask_num)
+            local = torch.stack([f.flatten(0, 1) for f in feats["local"]]).float()
+            global_views = torch.stack([f.flatten(0, 1) for f in feats["global"]]).float()
+            fused = self.oci(objects.to(self.oci.local_norm.weight.dtype),
+                             local.to(self.oci.local_norm.weight.dtype),
+                             global_views[visual.crop_global_index].to(self.oci.local_norm.weight.dtype))
+            tokens = fused.flatten(0, 1)
+        else:
+            counts = visual.crop_tokens.tolist()
+            tokens = torch.cat([p[:n] for p, n in zip(pooled, counts)])
+        return self.object_tokenizer.mlp(tokens.to(self.object_tokenizer.mlp[0].weight.dtype))
+
+    def embed(
+        self, input_ids: torch.Tensor, visual: VisualInputs | None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Text embeddings with image and object features written into their placeholders."""
+        embeds = self.language_model.embed_tokens(input_ids)
+        if visual is None:
+            return embeds
+        image_id, region_id = self.config.image_token_id, self.config.region_token_id
+        has_image = self.projector is not None and bool((input_ids == image_id).any())
+        has_region = visual.num_regions > 0 and bool((input_ids == region_id).any())
+        if not (has_image or has_region):
+            return embeds
+        feats = self.encode_vision(visual)
+        if has_image:
+            embeds = scatter_features(embeds, input_ids, image_id, self.image_features(feats["media"], visual.media_keep), "image")
+        if has_region:
+            embeds = scatter_features(embeds, input_ids, region_id, self.object_features(visual, feats, generator), "region")
+        return embeds
+
+    # ----------------------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        visual: VisualInputs | None = None,
+        kmeans_generator: torch.Generator | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> PixelReferOutput:
+        """Standard causal-LM forward; ``visual`` carries the pixels of the placeholders in ``input_ids``."""
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("pass input_ids (with placeholders) or inputs_embeds")
+            inputs_embeds = self.embed(input_ids, visual, kmeans_generator)
+        out = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden = out.last_hidden_state
+        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
+            hidden = hidden[:, -logits_to_keep:]
+        elif isinstance(logits_to_keep, torch.Tensor):
+            hidden = hidden[:, logits_to_keep]
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+        return PixelReferOutput(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states)
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
+        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration:
+            inputs.pop("visual", None)
+            inputs.pop("kmeans_generator", None)
+        return inputs

@@ -1,0 +1,111 @@
+"""Every prompt rule in one place: the chat template, `<region>` expansion and task prompts.
+
+Rendering (identical to the official processor):
+
+* image turn: ``<|im_start|>user\\n<image>\\n{text}<|im_end|>\\n``
+* video turn: ``<|im_start|>user\\nTime 0.0s:<image>,Time 1.0s:<image>\\n{text}<|im_end|>\\n``
+* assistant:  ``<|im_start|>assistant\\n{answer}<|im_end|>\\n``
+
+Each ``<image>`` is later expanded to one placeholder per visual token, and each ``<region>`` in user text
+becomes ``[<REGION>]`` (PixelRefer) or ``[Time t:<REGION>,...]`` (Lite, video) whose single ``<REGION>`` is
+expanded to one placeholder per object token. Expansion happens at id level in
+:mod:`pixelrefer.processing.processor`, which gives the same ids as expanding the text because both
+placeholders are special tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pixelrefer.constants import IMAGE_TOKEN, REGION_PLACEHOLDER, REGION_TOKEN, VIDEO_TAG
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{ '<image>\\n' }}"
+    "{%- elif item['type'] == 'video' -%}"
+    "{%- for t in item['timestamps'] -%}{{ 'Time ' + (t | round(1) | string) + 's:<image>' }}"
+    "{%- if not loop.last -%}{{ ',' }}{%- endif -%}{%- endfor -%}{{ '\\n' }}"
+    "{%- elif item['type'] == 'text' -%}{{ item['text'] }}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+ASSISTANT_HEADER = "<|im_start|>assistant\n"
+TURN_END = "<|im_end|>\n"
+
+_REGION_RE = re.compile(re.escape(REGION_PLACEHOLDER))
+_MEDIA_TAG_RE = re.compile(rf"{re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TAG)}")
+
+# Task prompts of the paper's benchmarks (spec §7), shared by the API, CLI, server, demo and evaluation.
+TASK_PROMPTS: dict[str, str] = {
+    "category": "What is the category of <region>? Using only one word or phrase.",
+    "part_category": (
+        "What is the category of <region>? It maybe a subpart of an object. If it is a subpart, output in the "
+        "format of 'category:subcategory', else just output the category."
+    ),
+    "brief": "Please describe <region> briefly.",
+    "detailed": "Please describe the <region> in the image in detail.",
+    "video_detailed": "Please describe in detail the marked object <region> in the video.",
+    "video_brief": "Please describe the object <region> in brief in the video.",
+}
+MCQ_SUFFIX = "Answer with the option's letter from the given choices directly."
+
+
+class PromptError(ValueError):
+    """The text and the regions given with it do not fit together."""
+
+
+def count_region_placeholders(text: str) -> int:
+    return len(_REGION_RE.findall(text))
+
+
+def strip_media_tags(text: str) -> str:
+    """Remove user-written `<image>`/`<video>` tags; the processor places the media itself."""
+    return _MEDIA_TAG_RE.sub("", text).strip()
+
+
+def expand_regions(text: str, region_groups: Sequence[Sequence[float] | None]) -> str:
+    """Replace each `<region>` (left to right) by its bracketed placeholder group.
+
+    ``region_groups[i]`` is ``None`` for a plain group ``[<REGION>]`` or the list of timestamps (seconds) of a
+    multi-frame Lite object, giving ``[Time 0.0:<REGION>,Time 1.0:<REGION>]`` (official Lite format, no 's').
+    Raises :class:`PromptError` when the number of placeholders and regions differ.
+    """
+    n_placeholders = count_region_placeholders(text)
+    if n_placeholders != len(region_groups):
+        raise PromptError(
+            f"the text has {n_placeholders} {REGION_PLACEHOLDER} placeholder(s) but {len(region_groups)} region(s) "
+            "were given; write one <region> per region, in order"
+        )
+    groups = iter(region_groups)
+
+    def group_text(_: re.Match) -> str:
+        stamps = next(groups)
+        if stamps is None:
+            return f"[{REGION_TOKEN}]"
+        return "[" + ",".join(f"Time {round(float(t), 1)}:{REGION_TOKEN}" for t in stamps) + "]"
+
+    return _REGION_RE.sub(group_text, text)
+
+
+def default_region_question(num_regions: int, task: str = "detailed") -> str:
+    """A question about each of ``num_regions`` regions for a named task (used by CLI, server and demo)."""
+    if task not in TASK_PROMPTS:
+        raise PromptError(f"unknown task {task!r}; choose one of {sorted(TASK_PROMPTS)}")
+    if num_regions != 1:
+        raise PromptError("task prompts refer to exactly one region; ask about each region separately")
+    return TASK_PROMPTS[task]
+
+
+def multi_region_prefix(num_regions: int) -> str:
+    """The official demo's prefix naming several regions: 'There are 2 regions in the image: <region0><region>, ...'."""
+    noun = "region" if num_regions == 1 else "regions"
+    verb = "is" if num_regions == 1 else "are"
+    names = ", ".join(f"<region{i}>{REGION_PLACEHOLDER}" for i in range(num_regions))
+    return f"There {verb} {num_regions} {noun} in the image: {names}. "

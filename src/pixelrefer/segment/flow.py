@@ -1,0 +1,82 @@
+"""Carry masks through video frames with dense optical flow (OpenCV DIS) and GrabCut re-segmentation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from pixelrefer.segment.base import ProgressFn
+from pixelrefer.segment.classical import MIN_OBJECT_PIXELS, PROPAGATION_AREA_RATIO, _bbox, grabcut
+
+logger = logging.getLogger(__name__)
+
+BAND_SHARE = 0.15  # uncertain band around the warped mask, as a share of the object's size
+MIN_BAND_PX = 2
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(frame[:, :, :3], dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def warp_mask(flow_engine: cv2.DISOpticalFlow, prev: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Move ``mask`` from frame ``prev`` to frame ``cur``: backward flow cur -> prev, then a remap."""
+    flow = flow_engine.calc(_gray(cur), _gray(prev), None)
+    height, width = mask.shape
+    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    warped = cv2.remap(mask.astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return warped >= 0.5
+
+
+def refine(frame: np.ndarray, warped: np.ndarray) -> np.ndarray:
+    """Re-segment around a warped mask: its eroded core is object, a band around it is uncertain."""
+    box = _bbox(warped)
+    if box is None or warped.sum() < MIN_OBJECT_PIXELS:
+        return np.zeros_like(warped)
+    band = max(MIN_BAND_PX, int(round(BAND_SHARE * min(box[2] - box[0], box[3] - box[1]))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    core = cv2.erode(warped.astype(np.uint8), kernel).astype(bool)
+    halo = cv2.dilate(warped.astype(np.uint8), kernel).astype(bool)
+    init = np.full(warped.shape, cv2.GC_BGD, np.uint8)
+    init[halo] = cv2.GC_PR_BGD
+    init[warped] = cv2.GC_PR_FGD
+    init[core] = cv2.GC_FGD
+    refined = grabcut(np.ascontiguousarray(frame[:, :, :3], dtype=np.uint8), init, _bbox(halo) or box)
+    ratio = refined.sum() / max(1, warped.sum())
+    if not PROPAGATION_AREA_RATIO[0] <= ratio <= PROPAGATION_AREA_RATIO[1]:
+        logger.debug("re-segmentation changed the area by %.2fx; keeping the flow-warped mask", ratio)
+        return warped
+    return refined
+
+
+def _run(order: list[int], frames: Sequence[np.ndarray], out: dict[int, np.ndarray],
+         engine: cv2.DISOpticalFlow, progress: ProgressFn | None) -> None:
+    for prev, cur in zip(order, order[1:]):
+        if cur in out:  # an annotated frame restarts the chain
+            continue
+        mask = out[prev]
+        out[cur] = refine(frames[cur], warp_mask(engine, frames[prev], frames[cur], mask)) if mask.any() \
+            else np.zeros_like(mask)
+        if progress is not None:
+            progress(1)
+
+
+def propagate_with_flow(
+    frames: Sequence[np.ndarray], masks: dict[int, np.ndarray], progress: ProgressFn | None = None
+) -> dict[int, np.ndarray]:
+    """Forward from each annotated frame to the next one, and backward from the first to frame 0."""
+    if not masks:
+        raise ValueError("propagation needs at least one annotated mask")
+    n = len(frames)
+    bad = [f for f in masks if not 0 <= f < n]
+    if bad:
+        raise ValueError(f"annotated frames {bad} are outside 0..{n - 1}")
+    engine = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    out = {f: np.asarray(m, dtype=bool) for f, m in masks.items()}
+    first = min(out)
+    _run(list(range(first, n)), frames, out, engine, progress)
+    _run(list(range(first, -1, -1)), frames, out, engine, progress)
+    return dict(sorted(out.items()))
