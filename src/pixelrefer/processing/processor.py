@@ -31,7 +31,7 @@ from pixelrefer.constants import (
 )
 from pixelrefer.processing.crops import CropSpec, RegionCrop, global_view, plan_crop
 from pixelrefer.processing.image import media_pixel_budget, patchify
-from pixelrefer.processing.prompts import ASSISTANT_HEADER, CHAT_TEMPLATE, expand_regions, strip_media_tags
+from pixelrefer.processing.prompts import ASSISTANT_HEADER, CHAT_TEMPLATE, PromptError, expand_regions, strip_media_tags
 from pixelrefer.regions import ResolvedRegion, as_region
 from pixelrefer.types import ModelInputs, VisualInputs
 
@@ -201,7 +201,7 @@ class PixelReferProcessor:
                     continue
             out.append({"role": role, "content": text})
         if groups_iter:
-            raise ValueError(
+            raise PromptError(
                 f"{len(groups)} region(s) were given but the user turns have only "
                 f"{len(groups) - len(groups_iter)} <region> placeholder(s)"
             )
@@ -262,19 +262,26 @@ class PixelReferProcessor:
         add_generation_prompt: bool = True,
         with_labels: bool = False,
         official_local_view_cache: bool = False,
+        include_media: bool = True,
     ) -> EncodedSample:
         """Encode one sample. ``messages`` are ``{"role": "user"|"assistant", "content": str}`` turns whose user
-        text holds one ``<region>`` per region, in order. ``media`` may be ``None`` for text-only samples."""
+        text holds one ``<region>`` per region, in order. ``media`` may be ``None`` for text-only samples.
+
+        ``include_media=False`` leaves the media tokens out of the text (a follow-up turn whose media prefix is
+        already in a KV cache); the frames are still used to crop the regions.
+        ``official_local_view_cache`` reproduces the official Lite bug of reusing a frame's first local crop for
+        every region of that frame (parity tests only)."""
         sample = EncodedSample(input_ids=[], labels=None)
         media_obj = as_media(media) if media is not None else None
         resolved = self.resolve_regions(media_obj, regions) if (regions and media_obj is not None) else []
         if regions and media_obj is None:
             raise ValueError("regions need media (an image or a video) to refer to")
         image_counts: list[int] = []
-        if media_obj is not None and not self.config.is_lite:
+        place_media = media_obj is not None and include_media and not self.config.is_lite
+        if place_media:
             image_counts = self._encode_media(media_obj, sample)
         groups = self._encode_regions(media_obj, resolved, sample, official_local_view_cache) if resolved else []
-        rendered = self._messages(messages, media_obj, groups)
+        rendered = self._messages(messages, media_obj if place_media else None, groups)
         ids, labels = self._token_ids(rendered, add_generation_prompt, with_labels)
         region_counts = [c.num_tokens for c in sample.crops]
         sample.input_ids, sample.labels = self._expand(ids, labels, image_counts, region_counts)

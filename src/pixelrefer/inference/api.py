@@ -1,0 +1,240 @@
+"""The Python API: ``PixelRefer.from_pretrained(...)`` then ``ask`` / ``ask_batch`` / ``stream`` / ``describe_each`` / ``chat``.
+
+Regions are :class:`pixelrefer.regions.Region` objects or binary masks; media are image paths, PIL images,
+arrays, video paths or :class:`pixelrefer.media.VideoClip`. Questions carry one ``<region>`` per region, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pixelrefer.constants import IM_END
+from pixelrefer.inference.generation import GenerationConfig, common_prefix_length, join_prefix_and_suffixes
+from pixelrefer.model.convert import CheckpointError
+from pixelrefer.model.loading import load_checkpoint
+from pixelrefer.model.modeling import PixelReferForConditionalGeneration
+from pixelrefer.processing.processor import EncodedSample, Media, PixelReferProcessor, as_media, collate_visual
+from pixelrefer.processing.prompts import TASK_PROMPTS, PromptError
+from pixelrefer.regions import ResolvedRegion
+from pixelrefer.utils.device import resolve_device, resolve_dtype
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AskRequest:
+    media: Any
+    regions: Sequence[Any]
+    question: str
+
+
+@dataclass
+class Answer:
+    text: str
+    token_ids: list[int]
+    regions: list[ResolvedRegion] = field(default_factory=list)
+    prompt_tokens: int = 0
+
+
+def _random_model(name: str, device: torch.device, dtype: torch.dtype):
+    from pixelrefer.model.tokenizer import byte_level_tokenizer
+    from pixelrefer.presets import preset_config
+
+    tokenizer = byte_level_tokenizer()
+    config = preset_config(name, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = PixelReferForConditionalGeneration(config)
+    return model.to(device=device, dtype=dtype).eval(), tokenizer
+
+
+class PixelRefer:
+    """A loaded model with its tokenizer, processor and segmenter."""
+
+    def __init__(self, model: PixelReferForConditionalGeneration, tokenizer: Any, segmenter: Any = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processor = PixelReferProcessor(tokenizer, model.config, segmenter=segmenter)
+        self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path = "nano",
+        device: str | torch.device | None = "auto",
+        dtype: str | torch.dtype | None = "auto",
+        segmenter: Any = "auto",
+    ) -> "PixelRefer":
+        """Load a bundled model (``nano``, ``nano-lite``), a random preset (``tiny``, ``2b``, ...), a checkpoint
+        folder in our or the official format, or a hub id."""
+        from pixelrefer.presets import BUNDLED, RANDOM_PRESETS
+
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        name = str(name_or_path)
+        if name in RANDOM_PRESETS:
+            model, tokenizer = _random_model(name, dev, dt)
+        else:
+            path = BUNDLED.get(name, name_or_path)
+            if name in BUNDLED and not Path(path).is_dir():
+                raise CheckpointError(f"the bundled model {name!r} is not installed at {path}; reinstall the package")
+            model, tokenizer = load_checkpoint(path, dev, dt)
+        return cls(model, tokenizer, segmenter=_make_segmenter(segmenter, dev))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ------------------------------------------------------------------------------------------- encoding
+    def _encode(self, media: Any, regions: Sequence[Any], question: str, **kwargs: Any) -> EncodedSample:
+        return self.processor.encode(media, regions, [{"role": "user", "content": question}], **kwargs)
+
+    def _generate(self, input_ids, attention_mask, visual, generation: GenerationConfig, **kwargs):
+        inputs = dict(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+        if visual is not None:
+            inputs["visual"] = visual.to(self.device, self.model.dtype)
+        hf = generation.to_hf(self.eos_id, self.processor.pad_id)
+        with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=[]):
+            if generation.seed is not None:
+                torch.manual_seed(generation.seed)
+            return self.model.generate(**inputs, generation_config=hf, **kwargs)
+
+    def _answers(self, sequences: torch.Tensor, prompt_len: int, samples: Sequence[EncodedSample], resolved) -> list[Answer]:
+        out = []
+        for row, sample, regs in zip(sequences[:, prompt_len:].tolist(), samples, resolved):
+            if self.eos_id in row:
+                row = row[: row.index(self.eos_id)]
+            row = [t for t in row if t != self.processor.pad_id]
+            text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
+            out.append(Answer(text=text, token_ids=row, regions=regs, prompt_tokens=len(sample.input_ids)))
+        return out
+
+    # ------------------------------------------------------------------------------------------- public
+    def ask(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None) -> Answer:
+        """Answer one question about ``regions`` of ``media``."""
+        return self.ask_batch([AskRequest(media, regions, question)], generation)[0]
+
+    def ask_batch(self, requests: Sequence[AskRequest], generation: GenerationConfig | None = None) -> list[Answer]:
+        """Answer several independent requests in one left-padded batch."""
+        generation = generation or GenerationConfig()
+        medias = [as_media(r.media) for r in requests]
+        resolved = [self.processor.resolve_regions(m, r.regions) for m, r in zip(medias, requests)]
+        samples = [self._encode(m, regs, r.question) for m, regs, r in zip(medias, resolved, requests)]
+        batch = self.processor.collate(samples, padding_side="left")
+        seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation)
+        return self._answers(seqs, batch.input_ids.shape[1], samples, resolved)
+
+    def describe_each(
+        self, media: Any, regions: Sequence[Any], task: str = "brief", question: str | None = None,
+        generation: GenerationConfig | None = None,
+    ) -> list[Answer]:
+        """One answer per region for the same question: the media prefix is encoded once and its KV cache
+        shared by all regions, whose suffixes are decoded as one batch."""
+        if question is None:
+            if task not in TASK_PROMPTS:
+                raise PromptError(f"unknown task {task!r}; choose one of {sorted(TASK_PROMPTS)}")
+            question = TASK_PROMPTS[task]
+        if question.count("<region>") != 1:
+            raise PromptError("describe_each needs a question with exactly one <region>")
+        media_obj = as_media(media)
+        resolved = self.processor.resolve_regions(media_obj, regions)
+        samples = [self._encode(media_obj, [r], question) for r in resolved]
+        return self._shared_prefix_generate(samples, [[r] for r in resolved], generation or GenerationConfig())
+
+    def _shared_prefix_generate(self, samples: list[EncodedSample], resolved, generation: GenerationConfig) -> list[Answer]:
+        rows = [s.input_ids for s in samples]
+        plen = common_prefix_length(rows, {self.processor.region_id})
+        if len(samples) == 1 or plen == 0:
+            batch = self.processor.collate(samples, padding_side="left")
+            seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation)
+            return self._answers(seqs, batch.input_ids.shape[1], samples, resolved)
+        prefix = rows[0][:plen]
+        prefix_visual = collate_visual([replace(samples[0], crops=[], global_views=[], crop_global_index=[])])
+        with self._lock, torch.inference_mode():
+            ids = torch.tensor([prefix], device=self.device)
+            vis = prefix_visual.to(self.device, self.model.dtype) if prefix_visual is not None else None
+            cache = self.model(input_ids=ids, visual=vis, use_cache=True, logits_to_keep=1).cache
+        cache.batch_repeat_interleave(len(samples))
+        suffix_samples = [replace(s, media_patches=None, media_grid=[], media_keep=None) for s in samples]
+        ids, mask = join_prefix_and_suffixes(prefix, [r[plen:] for r in rows], self.processor.pad_id)
+        seqs = self._generate(ids, mask, collate_visual(suffix_samples), generation, cache=cache)
+        return self._answers(seqs, ids.shape[1], samples, resolved)
+
+    def stream(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None) -> Iterator[str]:
+        """Yield the answer as text pieces while it is generated."""
+        from transformers import TextIteratorStreamer
+
+        sample = self._encode(media, regions, question)
+        batch = self.processor.collate([sample], padding_side="left")
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation or GenerationConfig(), streamer=streamer)
+            except BaseException as exc:  # surfaced to the consumer below
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def chat(self, media: Any, regions: Sequence[Any] = ()) -> "ChatSession":
+        """A multi-turn conversation about ``media``; each turn reuses the KV cache of the previous ones."""
+        return ChatSession(self, media, regions)
+
+
+class ChatSession:
+    """Explicit conversation state: token ids so far and their KV cache."""
+
+    def __init__(self, pipeline: PixelRefer, media: Any, regions: Sequence[Any] = ()):
+        self.pipeline = pipeline
+        self.media: Media = as_media(media)
+        self.regions = pipeline.processor.resolve_regions(self.media, regions)
+        self.ids: list[int] = []
+        self.cache = None
+        self.history: list[tuple[str, str]] = []
+
+    def ask(self, question: str, regions: Sequence[Any] | None = None, generation: GenerationConfig | None = None) -> Answer:
+        """Ask a question. ``regions`` default to the session's regions when the question names all of them
+        (one ``<region>`` each), else to none."""
+        p = self.pipeline
+        n = question.count("<region>")
+        if regions is None:
+            regions = self.regions if n == len(self.regions) else []
+        resolved = p.processor.resolve_regions(self.media, regions)
+        sample = p._encode(self.media, resolved, question, include_media=self.cache is None)
+        full = self.ids + sample.input_ids
+        ids = torch.tensor([full])
+        out = p._generate(ids, torch.ones_like(ids), collate_visual([sample]), generation or GenerationConfig(),
+                          cache=self.cache, return_dict_in_generate=True)
+        new = out.sequences[0, len(full):].tolist()
+        answer = p._answers(out.sequences, len(full), [sample], [resolved])[0]
+        closing = [] if (new and new[-1] == p.eos_id) else p.processor._tokenize(IM_END)
+        self.ids = full + new + closing + p.processor._tokenize("\n")
+        self.cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        self.history.append((question, answer.text))
+        return answer
+
+
+def _make_segmenter(spec: Any, device: torch.device) -> Any:
+    if spec is None or not isinstance(spec, str):
+        return spec
+    try:
+        from pixelrefer.segment import get_segmenter
+    except ImportError:
+        logger.info("segmentation backends unavailable; only mask regions can be used")
+        return None
+    return get_segmenter(spec, device=device)

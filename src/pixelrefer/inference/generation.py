@@ -1,0 +1,64 @@
+"""Generation settings and the shared-prefix batched decoding used by multi-region and follow-up queries."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import transformers
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings. Greedy by default (the official inference setting)."""
+
+    max_new_tokens: int = 256
+    do_sample: bool = False
+    temperature: float = 0.2
+    top_p: float = 0.9
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.do_sample and self.temperature <= 0:
+            raise ValueError("temperature must be > 0 when sampling")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def to_hf(self, eos_token_id: int, pad_token_id: int) -> transformers.GenerationConfig:
+        fields = asdict(self)
+        fields.pop("seed")
+        if not self.do_sample:
+            fields.update(temperature=None, top_p=None, top_k=None)
+        if fields["repetition_penalty"] is None:
+            fields.pop("repetition_penalty")
+        return transformers.GenerationConfig(**fields, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+
+
+def common_prefix_length(rows: list[list[int]], stop_ids: set[int]) -> int:
+    """Length of the prefix shared by all rows, cut before the first token in ``stop_ids``."""
+    n = min(len(r) for r in rows)
+    for i in range(n):
+        tok = rows[0][i]
+        if tok in stop_ids or any(r[i] != tok for r in rows[1:]):
+            return i
+    return n
+
+
+def join_prefix_and_suffixes(prefix: list[int], suffixes: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``prefix + pads + suffix``: padding sits between the cached prefix and each suffix.
+
+    Positions come from the attention mask (cumulative sum), so every row continues the prefix contiguously.
+    """
+    width = max(len(s) for s in suffixes)
+    ids = torch.full((len(suffixes), len(prefix) + width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    ids[:, : len(prefix)] = torch.tensor(prefix)
+    mask[:, : len(prefix)] = 1
+    for i, s in enumerate(suffixes):
+        ids[i, ids.shape[1] - len(s) :] = torch.tensor(s)
+        mask[i, ids.shape[1] - len(s) :] = 1
+    return ids, mask

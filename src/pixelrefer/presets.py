@@ -1,0 +1,58 @@
+"""Named model presets: tiny random models for tests and demos, the real 2B/7B shapes, and the bundled models.
+
+``tiny``/``tiny-lite`` use the same classes as the released models at toy sizes; ``2b``/``7b``/``lite-2b``/``lite-7b``
+have the released shapes (random weights: for benchmarks and memory planning). Bundled trained models are listed
+in :data:`BUNDLED` and live in ``pixelrefer/assets``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pixelrefer.config import PixelReferConfig
+
+ASSETS = Path(__file__).parent / "assets"
+BUNDLED: dict[str, Path] = {"nano": ASSETS / "pixelrefer-nano", "nano-lite": ASSETS / "pixelrefer-lite-nano"}
+
+_VISION_TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14)
+_VISION_REAL = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, patch_size=14)
+_TEXT_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6)
+_TEXT_2B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6, vocab_size=151669, tie_word_embeddings=True)
+_TEXT_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6, vocab_size=152064, tie_word_embeddings=False)
+
+RANDOM_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(vision=_VISION_TINY, text=_TEXT_TINY, variant="full"),
+    "tiny-lite": dict(vision=_VISION_TINY, text=_TEXT_TINY, variant="lite"),
+    "2b": dict(vision=_VISION_REAL, text=_TEXT_2B, variant="full"),
+    "7b": dict(vision=_VISION_REAL, text=_TEXT_7B, variant="full"),
+    "lite-2b": dict(vision=_VISION_REAL, text=_TEXT_2B, variant="lite"),
+    "lite-7b": dict(vision=_VISION_REAL, text=_TEXT_7B, variant="lite"),
+}
+
+
+def list_presets() -> list[str]:
+    return sorted(RANDOM_PRESETS) + sorted(BUNDLED)
+
+
+def preset_config(name: str, tokenizer: Any, **overrides: Any) -> PixelReferConfig:
+    """Config of a random-weight preset, with the special-token ids of ``tokenizer``."""
+    if name not in RANDOM_PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known: {list_presets()}")
+    p = RANDOM_PRESETS[name]
+    text = dict(p["text"])
+    text.setdefault("vocab_size", len(tokenizer))
+    text.setdefault("tie_word_embeddings", True)
+    text.update(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    fields = dict(
+        vision_config=dict(p["vision"]),
+        text_config=text,
+        variant=p["variant"],
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        region_token_id=tokenizer.convert_tokens_to_ids("<REGION>"),
+    )
+    fields.update(overrides)
+    return PixelReferConfig(**fields)
