@@ -81,7 +81,8 @@ def _vision_config(raw: dict[str, Any], checkpoint_dir: Path) -> VideoLlama3Visi
                 fields = json.loads((candidate / "config.json").read_text())
                 break
     if fields is None:
-        logger.info("no vision_encoder_config in the checkpoint: assuming the released VL3-SigLIP-NaViT shape")
+        logger.warning("no vision_encoder_config in %s and no %r folder beside it: assuming the released "
+                       "VL3-SigLIP-NaViT shape", checkpoint_dir, raw.get("mm_vision_encoder"))
         fields = REAL_VISION_TOWER
     keep = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "patch_size",
             "layer_norm_eps", "hidden_act", "attention_dropout", "num_channels")

@@ -92,5 +92,10 @@ def load_checkpoint(name_or_path: str | Path, device: torch.device, dtype: torch
         model = load_ours(directory, device, dtype)
     else:
         raise CheckpointError(f"{directory}: unsupported model_type {raw.get('model_type')!r}")
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if (directory / "tokenizer.json").is_file():  # no config.json look-up (official configs have custom model types)
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
     return model, tokenizer
