@@ -80,5 +80,5 @@ def write_sample(out: Path, seed: int, image_size: int) -> None:
         parts = f"  parts: {', '.join(world.part_label(obj.category, p.name) for p in obj.parts)}" if obj.parts else ""
         typer.echo(f"object {obj.index}: --box {_box_arg(obj)}  truth: {obj.category} "
                    f"({noun_phrase(obj.size, obj.colour, obj.pattern, obj.category)}){parts}")
-    first = scene.objects[-1]
-    typer.echo(f'try: pixelrefer ask {image_path} --box {_box_arg(first)} "{CATEGORY_PROMPT}"')
+    clearest = max(scene.objects, key=lambda o: (not o.occluded, o.area))
+    typer.echo(f'try: pixelrefer ask {image_path} --box {_box_arg(clearest)} "{CATEGORY_PROMPT}"')

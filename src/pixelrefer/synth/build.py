@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import multiprocessing
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -110,7 +111,9 @@ def _video_sample(video: Video, frames: list[str], sid: str, ins: Instruction, s
         track = video.tracks[t.obj]
         keep = track.present[:1] if video_masks == "first" else track.present
         masks.append({str(f): encode_rle(track.masks[f]) for f in keep})  # type: ignore[arg-type]
-    media = {"video": frames, "timestamps": video.timestamps}
+    # The official loader reads the frames that carry masks from `masked_video`, ordered by first use.
+    mask_frames = list(dict.fromkeys(int(k) for m in masks for k in m))
+    media = {"video": frames, "timestamps": video.timestamps, "masked_video": [frames[f] for f in mask_frames]}
     return _sample(sid, media, f"{VIDEO_TAG}\n{ins.question}", ins, masks, video.height, video.width,
                    split, "video")
 
@@ -220,7 +223,9 @@ def _build_split(cfg: BuildConfig, split: str, out: Path, workers: int, bar: tqd
             samples.extend(build_scene(job))
             bar.update(1)
         return samples
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    # fork skips re-importing the package (torch) in every worker; workers only use numpy, PIL and zlib.
+    method = "fork" if sys.platform == "linux" else "spawn"
+    with multiprocessing.get_context(method).Pool(workers) as pool:
         for part in pool.imap(build_scene, jobs, chunksize=8):
             samples.extend(part)
             bar.update(1)

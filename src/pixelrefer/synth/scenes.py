@@ -18,6 +18,7 @@ from pixelrefer.synth import world
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels; x1, y1 exclusive
 Point = tuple[float, float]
+PartMasks = list[tuple[str | None, np.ndarray]]  # an object's part masks in paint order (None: whole)
 
 N_POLY = 64  # vertices of a polygonised circle
 MIN_VISIBLE_FRACTION = 0.55  # an object is kept only if at least this much of it stays visible
@@ -217,7 +218,7 @@ def _fill(polys: list[list[Point]], hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(canvas) > 0
 
 
-def rasterize(spec: ObjectSpec, center: Point, hw: tuple[int, int]) -> list[tuple[str | None, np.ndarray]]:
+def rasterize(spec: ObjectSpec, center: Point, hw: tuple[int, int]) -> PartMasks:
     """Full (unoccluded) mask of every part of an object, in paint order; parts of the same name merged."""
     layers: dict[str | None, np.ndarray] = {}
     order: list[str | None] = []
@@ -242,7 +243,7 @@ def _smooth_noise(rng: np.random.Generator, cells: int, hw: tuple[int, int]) -> 
     """Bicubic-upsampled Gaussian noise, mostly luminance with a little chroma (H×W×3)."""
     grid = rng.normal(0.0, 1.0, size=(cells, cells, 3)).astype(np.float32) * BACKGROUND_CHROMA
     grid += rng.normal(0.0, 1.0, size=(cells, cells, 1)).astype(np.float32)
-    chans = [np.asarray(Image.fromarray(grid[..., c], mode="F").resize((hw[1], hw[0]), Image.BICUBIC))
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(grid[..., c])).resize((hw[1], hw[0]), Image.BICUBIC))
              for c in range(3)]
     return np.stack(chans, axis=-1)
 
@@ -273,7 +274,7 @@ def object_rgb(spec: ObjectSpec, colour: str) -> np.ndarray:
     return np.clip(np.array(world.COLOURS[colour], dtype=np.float32) + np.array(spec.jitter), 0, 255)
 
 
-def paint(canvas: np.ndarray, spec: ObjectSpec, center: Point, layers: list[tuple[str | None, np.ndarray]],
+def paint(canvas: np.ndarray, spec: ObjectSpec, center: Point, layers: PartMasks,
           colour: str) -> None:
     """Paint one object's parts onto a float canvas in place."""
     rgb = object_rgb(spec, colour)
@@ -300,7 +301,7 @@ def mask_box(mask: np.ndarray) -> Box:
     return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
 
-def visible_masks(full: list[list[tuple[str | None, np.ndarray]]]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+def visible_masks(full: list[PartMasks]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Per object (in paint order) its visible whole mask and visible part masks."""
     hw = full[0][0][1].shape if full else (0, 0)
     covered = np.zeros(hw, dtype=bool)
@@ -350,7 +351,8 @@ def sample_spec(rng: np.random.Generator, short_side: int, held_out: bool | None
     )
 
 
-def _fits(full: list[list[tuple[str | None, np.ndarray]]]) -> bool:
+def fits(full: list[PartMasks]) -> bool:
+    """Whether every object keeps enough of its area visible under the ones painted after it."""
     for layers, (vis, _) in zip(full, visible_masks(full)):
         area = sum(int(m.sum()) for _, m in layers)
         if area == 0 or vis.sum() < MIN_VISIBLE_FRACTION * area:
@@ -382,14 +384,14 @@ def render_scene(
                          (False if held_out == "exclude" else None)) for i in range(count)]
     order = sorted(range(count), key=lambda i: -specs[i].extent * float(rng.uniform(0.75, 1.25)))
     placed: list[tuple[ObjectSpec, Point]] = []
-    full: list[list[tuple[str | None, np.ndarray]]] = []
+    full: list[PartMasks] = []
     for i in order:
         spec = specs[i]
         for _ in range(MAX_PLACEMENT_TRIES):
             r = spec.extent / 2 + 1
             center = (float(rng.uniform(r, hw[1] - r)), float(rng.uniform(r, hw[0] - r)))
             layers = rasterize(spec, center, hw)
-            if _fits(full + [layers]):
+            if fits(full + [layers]):
                 placed.append((spec, center))
                 full.append(layers)
                 break
@@ -400,7 +402,7 @@ def render_scene(
     return Scene(image=image, objects=_collect(placed, full))
 
 
-def _collect(placed: list[tuple[ObjectSpec, Point]], full: list[list[tuple[str | None, np.ndarray]]]) -> list[SceneObject]:
+def _collect(placed: list[tuple[ObjectSpec, Point]], full: list[PartMasks]) -> list[SceneObject]:
     objects = []
     for depth, ((spec, center), layers, (vis, parts)) in enumerate(zip(placed, full, visible_masks(full))):
         area = sum(int(m.sum()) for _, m in layers)

@@ -7,6 +7,7 @@ truth for the temporal questions in :mod:`pixelrefer.synth.tasks`.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,12 +15,12 @@ import numpy as np
 from pixelrefer.synth import world
 from pixelrefer.synth.scenes import (
     MAX_PLACEMENT_TRIES,
-    MIN_VISIBLE_FRACTION,
     Box,
     ObjectSpec,
     Point,
     background,
     finish,
+    fits,
     mask_box,
     paint,
     rasterize,
@@ -74,7 +75,7 @@ class Track:
     def colour_change(self) -> tuple[str, str, int] | None:
         """(from, to, first frame with the new colour) or None."""
         seen = [(t, c) for t, c in enumerate(self.colours) if c is not None]
-        for (_, a), (t, b) in zip(seen, seen[1:]):
+        for (_, a), (t, b) in itertools.pairwise(seen):
             if a != b:
                 return (a, b, t)
         return None
@@ -155,17 +156,10 @@ def _presence(rng: np.random.Generator, n: int) -> list[bool]:
     return [t >= k for t in range(n)] if event == "enters" else [t <= k for t in range(n)]
 
 
-def _frame_layers(tracks: list[tuple[ObjectSpec, list[Point | None]]], t: int, hw: tuple[int, int]):
-    return [rasterize(spec, path[t], hw) for spec, path in tracks if path[t] is not None]
-
-
 def _valid(tracks: list[tuple[ObjectSpec, list[Point | None]]], hw: tuple[int, int], n: int) -> bool:
     for t in range(n):
-        full = _frame_layers(tracks, t, hw)
-        for layers, (vis, _) in zip(full, visible_masks(full)):
-            area = sum(int(m.sum()) for _, m in layers)
-            if area == 0 or vis.sum() < MIN_VISIBLE_FRACTION * area:
-                return False
+        if not fits([rasterize(spec, path[t], hw) for spec, path in tracks if path[t] is not None]):
+            return False
     return True
 
 

@@ -78,8 +78,7 @@ SIZES: dict[str, tuple[float, float]] = {
 }
 SIZE_ORDER: tuple[str, ...] = tuple(SIZES)
 
-PATTERNS: tuple[str, ...] = ("solid", "striped", "dotted")
-PATTERNED_MIN_SIZE = "small"  # tiny objects are always solid: a few pixels cannot carry stripes
+PATTERNS: tuple[str, ...] = ("solid", "striped", "dotted")  # tiny objects are always solid
 
 HORIZONTAL = ("left", "center", "right")
 VERTICAL = ("top", "middle", "bottom")
