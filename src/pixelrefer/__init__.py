@@ -1,9 +1,25 @@
-"""pixelrefer: region-level understanding of images and videos (PixelRefer and PixelRefer-Lite)."""
+"""pixelrefer: region-level understanding of images and videos (PixelRefer and PixelRefer-Lite).
 
-from pixelrefer.config import PixelReferConfig
-from pixelrefer.inference.api import Answer, AskRequest, ChatSession, PixelRefer
-from pixelrefer.inference.generation import GenerationConfig
-from pixelrefer.regions import Region
+The public names are imported on first use, so ``import pixelrefer`` (and the CLI's start) stays light.
+"""
 
-__all__ = ["PixelRefer", "PixelReferConfig", "Region", "GenerationConfig", "AskRequest", "Answer", "ChatSession"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "PixelRefer": "pixelrefer.inference.api",
+    "AskRequest": "pixelrefer.inference.api",
+    "Answer": "pixelrefer.inference.api",
+    "ChatSession": "pixelrefer.inference.api",
+    "GenerationConfig": "pixelrefer.inference.generation",
+    "PixelReferConfig": "pixelrefer.config",
+    "Region": "pixelrefer.regions",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pixelrefer' has no attribute {name!r}")
