@@ -147,7 +147,7 @@ def main() -> None:
     fu = statistics.median(follow_up() for _ in range(args.reps))
     rows.append({"case": "follow-up question in a chat session", "seconds": fu, "peak_mb": None})
     print(f"{'follow-up question in a chat session':58s} {fu:9.3f} s", flush=True)
-    del pr
+    pr = None  # free the full model before loading Lite
     lite = PixelRefer.from_pretrained(lite_name, device=args.device, dtype=args.dtype, segmenter=None)
     add("warm-up Lite", lambda: lite.ask(img, [masks[0]], "What is <region>?", GenerationConfig(max_new_tokens=2)), 1)
     lite_single = add("Lite: one query, 16 new tokens", lambda: lite.ask(img, [Region.from_mask(masks[0])], q, gen16))

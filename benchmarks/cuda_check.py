@@ -7,10 +7,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from parity.test_official_tiny import CASES, _run  # noqa: E402
-
-from pixelrefer import GenerationConfig, PixelRefer, Region  # noqa: E402
-from pixelrefer.model.loading import load_checkpoint  # noqa: E402
+from parity.test_official_tiny import CASES, _run
+from pixelrefer import GenerationConfig, PixelRefer, Region
+from pixelrefer.model.loading import load_checkpoint
 
 dev = torch.device("cuda")
 root = Path(__file__).resolve().parents[1] / "tests/data/official-tiny"

@@ -31,8 +31,8 @@ def _background(rng: np.random.Generator, side: int) -> np.ndarray:
 
 
 def _draw(canvas: np.ndarray, kind: str, centre: np.ndarray, radius: float, angle: float, color) -> None:
-    cx, cy = (int(round(v)) for v in centre)
-    r = max(2, int(round(radius)))
+    cx, cy = (round(v) for v in centre)
+    r = max(2, round(radius))
     if kind == "circle":
         cv2.circle(canvas, (cx, cy), r, color, -1)
     elif kind == "ellipse":

@@ -88,7 +88,7 @@ def select_indices(
         if n > 1:
             left_closer = (targets - arr[pos - 1]) <= (arr[pos] - targets)
             pos = np.where(left_closer, pos - 1, pos)
-        chosen = sorted(set(int(p) for p in pos))
+        chosen = sorted({int(p) for p in pos})
     elif num_frames is not None:
         if num_frames <= 0:
             raise MediaError(f"num_frames must be positive, got {num_frames}")
@@ -134,7 +134,7 @@ def _read_folder(folder: Path, sampling: dict, folder_fps: float) -> VideoClip:
     return VideoClip(frames, [times[i] for i in picked], picked, folder_fps, len(files))
 
 
-def _open_container(path: Path):  # noqa: ANN202 - av types are optional
+def _open_container(path: Path):
     import av
 
     if not path.is_file():
@@ -268,7 +268,7 @@ def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: floa
         from PIL import Image
 
         images = [Image.fromarray(f) for f in rgb]
-        images[0].save(out, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
+        images[0].save(out, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
         return out
     import av
 

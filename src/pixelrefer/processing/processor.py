@@ -12,6 +12,7 @@ The only place where ``<image>`` and ``<region>`` are expanded into placeholder 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,13 +32,21 @@ from pixelrefer.constants import (
 )
 from pixelrefer.processing.crops import CropSpec, RegionCrop, global_view, plan_crop
 from pixelrefer.processing.image import media_pixel_budget, patchify
-from pixelrefer.processing.prompts import ASSISTANT_HEADER, CHAT_TEMPLATE, PromptError, expand_regions, strip_media_tags
+from pixelrefer.processing.prompts import (
+    ASSISTANT_HEADER,
+    CHAT_TEMPLATE,
+    PromptError,
+    expand_regions,
+    strip_media_tags,
+)
 from pixelrefer.regions import ResolvedRegion, as_region
 from pixelrefer.types import ModelInputs, VisualInputs
 
 logger = logging.getLogger(__name__)
 
 Message = dict[str, str]
+DEFAULT_VIDEO_FPS = 1.0  # official evaluation setting
+DEFAULT_MAX_FRAMES = 768
 
 
 @dataclass
@@ -83,9 +92,8 @@ def as_media(obj: Any) -> Media:
     from pixelrefer.media import load_image, read_video
     from pixelrefer.media.video import is_video_path
 
-    if isinstance(obj, (str,)) or hasattr(obj, "__fspath__"):
-        if is_video_path(obj):
-            return as_media(read_video(obj, fps=1.0, max_frames=768))
+    if isinstance(obj, str | os.PathLike) and is_video_path(obj):
+        return as_media(read_video(obj, fps=DEFAULT_VIDEO_FPS, max_frames=DEFAULT_MAX_FRAMES))
     return Media(frames=[load_image(obj)])
 
 
@@ -168,13 +176,20 @@ class PixelReferProcessor:
         return groups
 
     def resolve_regions(self, media: Media, regions: Sequence[Any]) -> list[ResolvedRegion]:
+        """Masks per frame for every region. On video, Lite regions are propagated to every sampled frame (the
+        Lite model reads an object on all its frames); PixelRefer uses each region's first annotated frame."""
         h, w = media.size
+        propagate = self.config.is_lite and media.is_video and len(media.frames) > 1
         out = []
         for r in regions:
             if isinstance(r, ResolvedRegion):
                 out.append(r)
             else:
-                out.append(as_region(r).resolve(h, w, num_frames=len(media.frames), segmenter=self.segmenter))
+                region = as_region(r).resolve(h, w, num_frames=len(media.frames), segmenter=self.segmenter, frames=media.frames,
+                                                  propagate=propagate)
+                for warning in region.warnings:
+                    logger.warning("region %d: %s", len(out), warning)
+                out.append(region)
         return out
 
     # ----------------------------------------------------------------------------------------------- text
@@ -351,4 +366,4 @@ def collate_visual(samples: Sequence[EncodedSample]) -> VisualInputs | None:
     return v
 
 
-__all__ = ["PixelReferProcessor", "EncodedSample", "Media", "as_media", "compression_keep", "PATCH_AREA"]
+__all__ = ["PATCH_AREA", "EncodedSample", "Media", "PixelReferProcessor", "as_media", "compression_keep"]

@@ -102,9 +102,7 @@ def normalise_polygons(polygons: Any) -> list[list[float]]:
     A list whose items all have two numbers is read as the points of one polygon.
     """
     level = depth(polygons)
-    if level == 1:
-        polygons = [polygons]
-    elif level == 2 and all(len(item) == 2 for item in polygons):
+    if level == 1 or level == 2 and all(len(item) == 2 for item in polygons):
         polygons = [polygons]
     elif level not in (2, 3):
         raise RegionError("polygons must be [x0, y0, ...], [[x, y], ...] or a list of those")

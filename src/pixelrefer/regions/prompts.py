@@ -226,7 +226,7 @@ def _strokes(strokes: Any, what: str) -> list[np.ndarray]:
 
 def _draw(strokes: Sequence[np.ndarray], width_px: float, height: int, width: int) -> np.ndarray:
     canvas = np.zeros((height, width), dtype=np.uint8)
-    thickness = max(1, int(round(width_px)))
+    thickness = max(1, round(width_px))
     for stroke in strokes:
         pts = np.round(stroke).astype(np.int32).reshape(-1, 1, 2)
         if len(pts) == 1:

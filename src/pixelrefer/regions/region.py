@@ -214,6 +214,8 @@ def as_region(obj: Any) -> Region:
     if isinstance(obj, dict):
         if "type" in obj:
             return Region.from_dict(obj)
+        if not all(isinstance(k, (int, np.integer)) or (isinstance(k, str) and k.isdigit()) for k in obj):
+            raise RegionError(f"a region dict needs a 'type' key (or frame-index keys), got keys {sorted(map(str, obj))}")
         return Region.from_prompts(obj)
     if isinstance(obj, (str, os.PathLike)):
         return Region.from_mask_file(Path(obj))

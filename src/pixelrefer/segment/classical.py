@@ -15,7 +15,7 @@ from pixelrefer.segment.base import ProgressFn, SegmentPrompt, SegmentResult
 logger = logging.getLogger(__name__)
 
 GRABCUT_ITERATIONS = 5
-MAX_WORK_SIDE = 384  # GrabCut runs on a crop scaled so its longer side is at most this
+MAX_WORK_SIDE = 256  # GrabCut runs on a crop scaled so its longer side is at most this
 CONTEXT_MARGIN = 0.5  # crop = region of interest grown by this fraction of its size on each side
 MIN_CONTEXT_PX = 12
 FLOOD_MAX_SHARE = 0.5  # a flood fill covering more than this share of the image has leaked
@@ -23,6 +23,7 @@ FLOOD_TOL_RANGE = (6.0, 40.0)  # clamp of the per-channel flood tolerance
 SEED_RADIUS_SHARE = 0.012  # click disk radius as a share of min(H, W)
 PROPAGATION_AREA_RATIO = (0.4, 2.5)  # re-segmented/warped area outside this range: keep the warped mask
 MIN_OBJECT_PIXELS = 4
+COLLAPSE_SHARE = 0.5  # GrabCut keeping less than this share of the flood fill has collapsed onto the seeds
 
 
 def _disk_mask(points: np.ndarray, radius: int, shape: tuple[int, int]) -> np.ndarray:
@@ -107,7 +108,7 @@ def grabcut(image: np.ndarray, init: np.ndarray, roi: tuple[int, int, int, int])
 
 
 def _seeds(prompt: SegmentPrompt, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    radius = max(2, int(round(SEED_RADIUS_SHARE * min(shape))))
+    radius = max(2, round(SEED_RADIUS_SHARE * min(shape)))
     fg = _disk_mask(prompt.positive_points(), radius, shape)
     bg = _disk_mask(prompt.negative_points(), radius, shape)
     if prompt.scribble is not None:
@@ -153,9 +154,11 @@ def _segment_seeds(image: np.ndarray, prompt: SegmentPrompt) -> SegmentResult:
         inside[by0:by1, bx0:bx1] = True
         init[~inside] = cv2.GC_BGD
     mask = _keep_components(grabcut(image, init, outer), fg)
-    if mask.sum() < MIN_OBJECT_PIXELS:
-        logger.warning("GrabCut lost the clicked object; falling back to the colour flood fill")
-        return SegmentResult(_keep_components(candidate, fg), 0.0)
+    if mask.sum() < COLLAPSE_SHARE * candidate.sum():
+        # GrabCut collapses onto the seeds when object and background colours overlap; the flood fill
+        # (bounded by FLOOD_MAX_SHARE above) is the better estimate of the object's extent then.
+        logger.debug("GrabCut kept %d of %d flood-filled pixels; using the flood fill", mask.sum(), candidate.sum())
+        return SegmentResult(_keep_components(candidate | mask, fg), 0.0)
     return SegmentResult(mask, float("nan"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 
@@ -15,6 +16,9 @@ logger = logging.getLogger(__name__)
 
 BAND_SHARE = 0.15  # uncertain band around the warped mask, as a share of the object's size
 MIN_BAND_PX = 2
+HIST_BINS = 8  # per RGB channel, for the appearance check
+MAX_APPEARANCE_DISTANCE = 0.6  # Bhattacharyya distance to the annotated object above which it is gone
+MIN_VISIBLE_SHARE = 0.05  # an object smaller than this share of its annotated area is gone
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:
@@ -36,7 +40,7 @@ def refine(frame: np.ndarray, warped: np.ndarray) -> np.ndarray:
     box = _bbox(warped)
     if box is None or warped.sum() < MIN_OBJECT_PIXELS:
         return np.zeros_like(warped)
-    band = max(MIN_BAND_PX, int(round(BAND_SHARE * min(box[2] - box[0], box[3] - box[1]))))
+    band = max(MIN_BAND_PX, round(BAND_SHARE * min(box[2] - box[0], box[3] - box[1])))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     core = cv2.erode(warped.astype(np.uint8), kernel).astype(bool)
     halo = cv2.dilate(warped.astype(np.uint8), kernel).astype(bool)
@@ -52,14 +56,36 @@ def refine(frame: np.ndarray, warped: np.ndarray) -> np.ndarray:
     return refined
 
 
+def colour_histogram(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Normalised RGB histogram of the masked pixels."""
+    image = np.ascontiguousarray(frame[:, :, :3], dtype=np.uint8)
+    hist = cv2.calcHist([image], [0, 1, 2], mask.astype(np.uint8), [HIST_BINS] * 3, [0, 256] * 3)
+    return cv2.normalize(hist, None, alpha=1.0, norm_type=cv2.NORM_L1)
+
+
+def still_there(frame: np.ndarray, mask: np.ndarray, reference: tuple[np.ndarray, int]) -> bool:
+    """False when the mask has shrunk to almost nothing or no longer looks like the annotated object."""
+    hist, area = reference
+    if mask.sum() < max(MIN_OBJECT_PIXELS, MIN_VISIBLE_SHARE * area):
+        return False
+    distance = cv2.compareHist(hist, colour_histogram(frame, mask), cv2.HISTCMP_BHATTACHARYYA)
+    return distance <= MAX_APPEARANCE_DISTANCE
+
+
 def _run(order: list[int], frames: Sequence[np.ndarray], out: dict[int, np.ndarray],
          engine: cv2.DISOpticalFlow, progress: ProgressFn | None) -> None:
-    for prev, cur in zip(order, order[1:]):
+    reference = (colour_histogram(frames[order[0]], out[order[0]]), int(out[order[0]].sum()))
+    for prev, cur in itertools.pairwise(order):
         if cur in out:  # an annotated frame restarts the chain
+            reference = (colour_histogram(frames[cur], out[cur]), int(out[cur].sum()))
             continue
         mask = out[prev]
-        out[cur] = refine(frames[cur], warp_mask(engine, frames[prev], frames[cur], mask)) if mask.any() \
-            else np.zeros_like(mask)
+        if mask.any():
+            mask = refine(frames[cur], warp_mask(engine, frames[prev], frames[cur], mask))
+            if not still_there(frames[cur], mask, reference):
+                logger.debug("the object is gone on frame %d", cur)
+                mask = np.zeros_like(mask)
+        out[cur] = mask
         if progress is not None:
             progress(1)
 

@@ -1,0 +1,67 @@
+"""The official code's CPU anchor (../shared/docs/official-cpu-perf.md), re-measured on this implementation.
+
+Same setting: PixelRefer-2B shapes with random weights, fp32, 2 threads, a 640x480 image, elliptical masks of mixed
+sizes, greedy decoding of 16 tokens. Prints our numbers beside the official ones recorded in that document.
+
+    python benchmarks/bench_cpu_anchor.py [--regions-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inference import region_encoding, scene
+
+from pixelrefer import GenerationConfig, PixelRefer, Region
+
+OFFICIAL = {  # seconds, official-cpu-perf.md §2-§3 (medians)
+    "region encoding, 1 region": 1.50,
+    "region encoding, 8 regions": 37.95,
+    "region encoding, 32 regions": 54.24,
+    "time to first token, 1 image + 1 region": 78.9,
+    "16 new tokens, 1 image + 1 region": 89.7,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--regions-only", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    pr = PixelRefer.from_pretrained("2b", device="cpu", dtype="float32", segmenter=None)
+    print(f"built 2B-shape model in {time.perf_counter() - t0:.1f} s, RSS {psutil.Process().memory_info().rss / 2**30:.2f} GiB", flush=True)
+    img, masks = scene(32)
+    ours: dict[str, float] = {}
+    region_encoding(pr, img, masks[:1], True)  # warm-up
+    for n, reps in ((1, 3), (8, 1), (32, 1)):
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            region_encoding(pr, img, masks[:n], True)
+            times.append(time.perf_counter() - t)
+        ours[f"region encoding, {n} region{'s' if n > 1 else ''}"] = statistics.median(times)
+        print(f"region encoding, {n:2d} regions: {ours[list(ours)[-1]]:.2f} s", flush=True)
+    if not args.regions_only:
+        region = [Region.from_mask(masks[0])]
+        for label, n in (("time to first token, 1 image + 1 region", 1), ("16 new tokens, 1 image + 1 region", 16)):
+            t = time.perf_counter()
+            pr.ask(img, region, "Please describe <region> briefly.", GenerationConfig(max_new_tokens=n))
+            ours[label] = time.perf_counter() - t
+            print(f"{label}: {ours[label]:.1f} s", flush=True)
+    print(f"\npeak RSS {psutil.Process().memory_info().rss / 2**30:.2f} GiB (current; official: 11.2 GB end to end)")
+    print(f"{'case':45s} {'official s':>10s} {'ours s':>8s} {'speed-up':>8s}")
+    for k, v in ours.items():
+        print(f"{k:45s} {OFFICIAL[k]:10.2f} {v:8.2f} {OFFICIAL[k] / v:7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
