@@ -76,7 +76,7 @@ class JsonlAppender:
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_jsonl(path)
         self.path = path
-        self._handle = open(path, "a", encoding="utf-8")
+        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes, closed in close()
 
     def write(self, record: dict[str, Any]) -> None:
         self._handle.write(dump_line(record))
@@ -90,7 +90,7 @@ class JsonlAppender:
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> "JsonlAppender":
+    def __enter__(self) -> JsonlAppender:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import logging
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 _BASE_URL_ENV = ("PIXELREFER_JUDGE_BASE_URL", "OPENAI_BASE_URL", "BASE_URL")
 _MODEL_ENV = ("PIXELREFER_JUDGE_MODEL",)
+MAX_BACKOFF_S = 30.0
 _KEY_ENV = ("PIXELREFER_JUDGE_API_KEY", "OPENAI_API_KEY", "API_KEY")
 
 
@@ -59,6 +63,7 @@ class JudgeConfig:
     max_tokens: int | None = None
     timeout_s: float = 120.0
     max_retries: int = 5
+    workers: int = 8
 
     @classmethod
     def resolve(
@@ -68,7 +73,7 @@ class JudgeConfig:
         model: str | None = None,
         api_key: str | None = None,
         **options: Any,
-    ) -> "JudgeConfig":
+    ) -> JudgeConfig:
         """Flags first, then environment; raise :class:`JudgeNotConfigured` with a clear message."""
         url = base_url or _first_env(_BASE_URL_ENV)
         name = model or _first_env(_MODEL_ENV)
@@ -99,12 +104,19 @@ class Judge:
         from openai import OpenAI
 
         self._client = OpenAI(
-            base_url=self.config.base_url, api_key=self.config.api_key, timeout=self.config.timeout_s, max_retries=0
+            base_url=self.config.base_url,
+            api_key=self.config.api_key,
+            timeout=self.config.timeout_s,
+            max_retries=0,
         )
         self._cache: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
         if self.cache_path is not None:
             for record in read_jsonl(self.cache_path):
-                if record.get("model") == self.config.model and record.get("base_url") == self.config.base_url:
+                if (
+                    record.get("model") == self.config.model
+                    and record.get("base_url") == self.config.base_url
+                ):
                     self._cache[record["key"]] = record
             self._appender: JsonlAppender | None = JsonlAppender(self.cache_path)
         else:
@@ -114,20 +126,39 @@ class Judge:
         self.prompts[name] = prompt_hash(template)
 
     def complete(self, key: str, messages: list[dict[str, Any]]) -> str:
-        """The judge's reply to ``messages``; ``key`` (item id + purpose) identifies it in the cache."""
-        if key in self._cache:
-            self.cached_calls += 1
-            self.answered_by.add(self._cache[key].get("answered_by", self.config.model))
-            return str(self._cache[key]["content"])
+        """The judge's reply to ``messages``, cached under ``key`` (item id + purpose) and the messages' hash.
+
+        A changed prediction therefore gets a new judgement instead of a stale cached one.
+        """
+        key = f"{key}#{prompt_hash(json.dumps(messages, sort_keys=True, ensure_ascii=False))}"
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self.cached_calls += 1
+                self.answered_by.add(cached.get("answered_by", self.config.model))
+                return str(cached["content"])
         content, answered_by = self._call(messages)
-        self.calls += 1
-        self.answered_by.add(answered_by)
-        record = {"key": key, "base_url": self.config.base_url, "model": self.config.model,
-                  "answered_by": answered_by, "content": content}
-        self._cache[key] = record
-        if self._appender is not None:
-            self._appender.write(record)
+        record = {
+            "key": key,
+            "base_url": self.config.base_url,
+            "model": self.config.model,
+            "answered_by": answered_by,
+            "content": content,
+        }
+        with self._lock:
+            self.calls += 1
+            self.answered_by.add(answered_by)
+            self._cache[key] = record
+            if self._appender is not None:
+                self._appender.write(record)
         return content
+
+    def complete_many(self, requests: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+        """Replies to ``(key, messages)`` pairs, in order, with ``config.workers`` calls in flight."""
+        if self.config.workers <= 1 or len(requests) <= 1:
+            return [self.complete(key, messages) for key, messages in requests]
+        with ThreadPoolExecutor(max_workers=self.config.workers) as pool:
+            return list(pool.map(lambda request: self.complete(*request), requests))
 
     def _call(self, messages: list[dict[str, Any]]) -> tuple[str, str]:
         extra: dict[str, Any] = {}
@@ -138,12 +169,16 @@ class Judge:
         last: Exception | None = None
         for attempt in range(self.config.max_retries):
             try:
-                response = self._client.chat.completions.create(model=self.config.model, messages=messages, **extra)
+                response = self._client.chat.completions.create(
+                    model=self.config.model, messages=messages, **extra
+                )
                 return response.choices[0].message.content or "", str(response.model or self.config.model)
-            except Exception as exc:  # network errors, rate limits, 5xx: retried, then re-raised
+            except Exception as exc:  # noqa: BLE001 - network errors, rate limits, 5xx: retried, then re-raised
                 last = exc
-                logger.warning("judge call failed (attempt %d/%d): %s", attempt + 1, self.config.max_retries, exc)
-                time.sleep(min(2.0**attempt, 30.0) * 0.1)
+                logger.warning(
+                    "judge call failed (attempt %d/%d): %s", attempt + 1, self.config.max_retries, exc
+                )
+                time.sleep(min(2.0**attempt, MAX_BACKOFF_S))
         raise RuntimeError(f"judge {self.config.model} at {self.config.base_url} failed: {last}") from last
 
     def identity(self) -> dict[str, Any]:
@@ -153,6 +188,7 @@ class Judge:
             "answered_by": sorted(self.answered_by),
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens,
+            "workers": self.config.workers,
             "prompt_sha256_16": dict(self.prompts),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "calls": self.calls,

@@ -30,7 +30,10 @@ def decode_segmentation(segmentation: Any, height: int | None = None, width: int
                 rle = mask_utils.frPyObjects(segmentation, int(h), int(w))
             else:
                 counts = segmentation["counts"]
-                rle = {"size": list(segmentation["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
+                rle = {
+                    "size": list(segmentation["size"]),
+                    "counts": counts.encode() if isinstance(counts, str) else counts,
+                }
         else:
             raise BadItem(f"unrecognised segmentation of type {type(segmentation).__name__}")
         mask = np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)

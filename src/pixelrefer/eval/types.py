@@ -27,18 +27,20 @@ class VideoSampling:
     start: float | None = None
     end: float | None = None
     folder_fps: float = 3.0
+    timestamps: tuple[float, ...] | None = None  # for a video given as a list of frame files
 
 
 @dataclass
 class EvalRequest:
     """One model query: media, one mask dict per region, and the question with ``<region>`` placeholders.
 
-    ``regions[i]`` maps a *source* frame index (0 for an image) to an ``(H, W)`` binary mask. For a video
-    the predictor maps source frames onto the sampled clip.
+    ``media`` is an image path, a video file or frame-folder path, or a list of frame image paths (then
+    ``video.timestamps`` gives their times). ``regions[i]`` maps a *source* frame index (0 for an image)
+    to an ``(H, W)`` binary mask; for a video the predictor maps source frames onto the sampled clip.
     """
 
     id: str
-    media: str
+    media: str | list[str]
     question: str
     regions: list[dict[int, np.ndarray]] = field(default_factory=list)
     video: VideoSampling | None = None

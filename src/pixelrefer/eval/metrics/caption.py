@@ -82,7 +82,9 @@ def caption_metrics(
     use_java = java_available()
     notes: list[str] = [] if use_java else ["Java not found: PTB tokenisation approximated in Python"]
     keys = [str(i) for i in range(len(predictions))]
-    res = _tokenize({k: [" ".join(p.split(" ")[:MAX_PREDICTION_WORDS])] for k, p in zip(keys, predictions)}, use_java)
+    res = _tokenize(
+        {k: [" ".join(p.split(" ")[:MAX_PREDICTION_WORDS])] for k, p in zip(keys, predictions)}, use_java
+    )
     gts = _tokenize({k: [r] for k, r in zip(keys, references)}, use_java)
     res = {k: [v[0] if v and v[0].strip() else "<empty>"] for k, v in res.items()}
     scores: dict[str, float] = {}
@@ -101,5 +103,7 @@ def caption_metrics(
 
         scores["SPICE"] = 100.0 * float(Spice().compute_score(gts, res)[0])
     elif spice:
-        notes.append("SPICE skipped: it needs Stanford CoreNLP 3.6.0 jars, which pycocoevalcap downloads (offline here)")
+        notes.append(
+            "SPICE skipped: it needs Stanford CoreNLP 3.6.0 jars, which pycocoevalcap downloads (offline here)"
+        )
     return CaptionScores(scores=scores, tokenizer="ptb" if use_java else "simple", notes=notes)

@@ -27,7 +27,10 @@ def normalize_phrase(text: str) -> str:
 
 def semantic_iou(prediction: str, target: str) -> float:
     """|words(pred) ∩ words(gt)| / |words(pred) ∪ words(gt)| on normalised phrases (0 when both empty)."""
-    pred_words, target_words = set(normalize_phrase(prediction).split()), set(normalize_phrase(target).split())
+    pred_words, target_words = (
+        set(normalize_phrase(prediction).split()),
+        set(normalize_phrase(target).split()),
+    )
     union = pred_words | target_words
     return len(pred_words & target_words) / len(union) if union else 0.0
 

@@ -17,9 +17,7 @@ def score_captions(
     ``predictions`` / ``references`` override ``record['pred']`` / ``record['ref']['Answer']`` by id
     (Ref-L4's summarised predictions and its separately published references).
     """
-    preds = [
-        "" if r.get("error") else (predictions or {}).get(r["id"], r["pred"]) for r in records
-    ]
+    preds = ["" if r.get("error") else (predictions or {}).get(r["id"], r["pred"]) for r in records]
     refs = [(references or {}).get(r["id"], str(r["ref"].get("Answer", ""))) for r in records]
     result = caption_metrics(
         preds, refs, meteor=bool(ctx.options.get("meteor", True)), spice=bool(ctx.options.get("spice", True))

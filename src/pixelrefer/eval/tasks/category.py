@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import decode_segmentation, require_file
 from pixelrefer.eval.metrics.semantic import load_embedder, semantic_iou, semantic_similarity
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes, resolve_media
+from pixelrefer.eval.tasks.base import (
+    Record,
+    ScoreContext,
+    Task,
+    TaskResult,
+    counts_of,
+    failure_notes,
+    resolve_media,
+)
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, bad_item_builder
 
 COCO_SUBDIRS = ("", "val2017", "train2017")
@@ -27,7 +36,7 @@ class _CategoryTask(Task):
                 message = f"image entry {image_index} has no 'categories' list"
                 items.append(EvalItem(item_id, len(items), {"Answer": ""}, bad_item_builder(message)))
                 continue
-            annotations = entry.get("annotations") or []
+            annotations = entry.get("annotations") if isinstance(entry.get("annotations"), list) else []
             for region_index, category in enumerate(categories):
                 item_id = f"{image_index}-{region_index}"
                 ref = {"image": entry.get("file_name"), "Answer": str(category)}
@@ -36,7 +45,9 @@ class _CategoryTask(Task):
                 items.append(EvalItem(item_id, len(items), ref, build))
         return items
 
-    def _builder(self, item_id: str, entry: dict[str, Any], ann: Any, media_root: Path):  # noqa: ANN202
+    def _builder(
+        self, item_id: str, entry: dict[str, Any], ann: Any, media_root: Path
+    ) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if not isinstance(ann, dict) or "segmentation" not in ann:
                 raise BadItem("no segmentation for this region")

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import decode_segmentation, require_file
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes, resolve_media
+from pixelrefer.eval.tasks.base import (
+    Record,
+    ScoreContext,
+    Task,
+    TaskResult,
+    counts_of,
+    failure_notes,
+    resolve_media,
+)
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 
 logger = logging.getLogger(__name__)
@@ -73,17 +82,23 @@ def recognition_question(class_name: str) -> dict[str, Any]:
     engine = inflect.engine()
     plural = class_name != "bus" and engine.singular_noun(class_name) is not False
     if plural:
-        text = (f"Is it likely that the objects in the description are {class_name} or objects of a similar type? "
-                "Again, It does not have to be an exact match.")
+        text = (
+            f"Is it likely that the objects in the description are {class_name} or objects of a similar type? "
+            "Again, It does not have to be an exact match."
+        )
     else:
-        text = (f"Is it likely that the object in the description is {engine.a(class_name)} or an object of a "
-                "similar type? Again, It does not have to be an exact match.")
+        text = (
+            f"Is it likely that the object in the description is {engine.a(class_name)} or an object of a "
+            "similar type? Again, It does not have to be an exact match."
+        )
     return {"question": text, "choices": [["Yes", "correct"], ["No", "incorrect"]], "type": "recognition"}
 
 
 def question_prompt(description: str, question: dict[str, Any]) -> str:
     options = "".join(f"{'ABCDE'[i]}. {choice}\n" for i, (choice, _) in enumerate(question["choices"]))
-    return JUDGE_PROMPT.format(pred_caption=description, question_text_str=f"{question['question']}\n{options}".strip())
+    return JUDGE_PROMPT.format(
+        pred_caption=description, question_text_str=f"{question['question']}\n{options}".strip()
+    )
 
 
 def score_description(answers: list[str], questions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -113,8 +128,10 @@ class DLCBench(Task):
     title = "DLC-Bench detailed localized captioning"
     judge = "required"
     anchor_key = "dlc_bench"
-    aux_files = {"qa": "DLC-Bench qa.json (questions per annotation id)",
-                 "class_names": "DLC-Bench class_names.json (category name per annotation id)"}
+    aux_files: ClassVar[dict[str, str]] = {
+        "qa": "DLC-Bench qa.json (questions per annotation id)",
+        "class_names": "DLC-Bench class_names.json (category name per annotation id)",
+    }
 
     def load(self, data: Path, media_root: Path) -> list[EvalItem]:
         coco = load_json_or_jsonl(data)
@@ -128,10 +145,14 @@ class DLCBench(Task):
             for ann in by_image.get(image.get("id"), []):
                 item_id = str(ann.get("id", f"noid-{len(items)}"))
                 ref = {"image": image.get("file_name")}
-                items.append(EvalItem(item_id, len(items), ref, self._builder(item_id, image, ann, media_root)))
+                items.append(
+                    EvalItem(item_id, len(items), ref, self._builder(item_id, image, ann, media_root))
+                )
         return items
 
-    def _builder(self, item_id: str, image: dict[str, Any], ann: dict[str, Any], media_root: Path):  # noqa: ANN202
+    def _builder(
+        self, item_id: str, image: dict[str, Any], ann: dict[str, Any], media_root: Path
+    ) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if "segmentation" not in ann or "file_name" not in image:
                 raise BadItem("annotation lacks segmentation or image file_name")
@@ -148,32 +169,53 @@ class DLCBench(Task):
         return {k: PROTOCOLS[protocol][k] for k in ("temperature", "max_tokens")}
 
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
+        judge = ctx.judge()
         for key in ("qa", "class_names"):
             if key not in ctx.aux:
                 raise FileNotFoundError(f"DLC-Bench scoring needs --aux {key}=PATH ({self.aux_files[key]})")
         qa = json.loads(Path(ctx.aux["qa"]).read_text(encoding="utf-8"))
         class_names = json.loads(Path(ctx.aux["class_names"]).read_text(encoding="utf-8"))
-        judge = ctx.judge()
         judge.register_prompt("dlc_bench", JUDGE_PROMPT)
+        missing = [r["id"] for r in records if r["id"] not in qa]
+        if missing:
+            raise ValueError(
+                f"predictions for annotations {missing[:5]} have no questions in qa.json: wrong --aux qa?"
+            )
+        questions = {
+            r["id"]: [recognition_question(class_names[r["id"]]), *qa[r["id"]]]
+            for r in records
+            if not r.get("error")
+        }
+        requests = [
+            (f"{r['id']}:q{i}", [{"role": "user", "content": question_prompt(r["pred"], q)}])
+            for r in records
+            if not r.get("error")
+            for i, q in enumerate(questions[r["id"]])
+        ]
+        replies = iter(judge.complete_many(requests))
         items = []
         for r in records:
-            if r["id"] not in qa:
-                raise ValueError(f"prediction for annotation {r['id']} has no questions in qa.json: wrong --aux qa?")
             if r.get("error"):
                 items.append({"id": r["id"], "recognised": None, "score_pos": 0.0, "score_neg": 0.0})
                 continue
-            questions = [recognition_question(class_names[r["id"]]), *qa[r["id"]]]
-            answers = [judge.complete(f"{r['id']}:q{i}", [{"role": "user", "content": question_prompt(r["pred"], q)}])
-                       for i, q in enumerate(questions)]
-            items.append({"id": r["id"], **score_description(answers, questions)})
+            answers = [next(replies) for _ in questions[r["id"]]]
+            items.append({"id": r["id"], **score_description(answers, questions[r["id"]])})
         pos = [i["score_pos"] for i in items]
         neg = [i["score_neg"] for i in items if i["score_neg"] is not None]
         avg_pos = 100.0 * sum(pos) / len(pos) if pos else 0.0
         avg_neg = 100.0 * sum(neg) / len(neg) if neg else 0.0
         protocol = ctx.options.get("dlc_protocol", "gpt")
-        notes = [f"protocol: {protocol} (paper judge: {PROTOCOLS[protocol]['paper_judge']})", *failure_notes(records)]
+        notes = [
+            f"protocol: {protocol} (paper judge: {PROTOCOLS[protocol]['paper_judge']})",
+            *failure_notes(records),
+        ]
         missing = len(set(qa) - {r["id"] for r in records})
         if missing:
             notes.append(f"{missing} annotations of qa.json have no prediction in this run (partial run)")
-        return TaskResult(metrics={"Pos": avg_pos, "Neg": avg_neg, "Avg": (avg_pos + avg_neg) / 2},
-                          counts=counts_of(records), notes=notes, item_scores=items, judge=judge.identity())
+        return TaskResult(
+            metrics={"Pos": avg_pos, "Neg": avg_neg, "Avg": (avg_pos + avg_neg) / 2},
+            counts=counts_of(records),
+            notes=notes,
+            item_scores=items,
+            judge=judge.identity(),
+        )

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pixelrefer.constants import REGION_PLACEHOLDER
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import decode_segmentation, require_file
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes, resolve_media
+from pixelrefer.eval.tasks.base import (
+    Record,
+    ScoreContext,
+    Task,
+    TaskResult,
+    counts_of,
+    failure_notes,
+    resolve_media,
+)
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 
 SYSTEM_PROMPT = "You are a helpful and precise assistant for checking the quality of the answer."
@@ -60,7 +69,7 @@ class FerretReasoning(Task):
     title = "Ferret-Bench referring reasoning"
     judge = "required"
     anchor_key = "ferret"
-    aux_files = {
+    aux_files: ClassVar[dict[str, str]] = {
         "question": "Ferret refer_reason/question.jsonl",
         "context": "Ferret refer_reason/context.jsonl",
         "answer": "Ferret refer_reason/answer.jsonl (GPT-4 reference answers)",
@@ -71,12 +80,15 @@ class FerretReasoning(Task):
         items = []
         for index, entry in enumerate(load_json_or_jsonl(data)):
             qid = entry.get("question_id", f"noid-{index}") if isinstance(entry, dict) else f"noid-{index}"
-            ref = {"question_id": qid, "image": entry.get("image"), "category": entry.get("category")} \
-                if isinstance(entry, dict) else {"question_id": qid}
+            ref = (
+                {"question_id": qid, "image": entry.get("image"), "category": entry.get("category")}
+                if isinstance(entry, dict)
+                else {"question_id": qid}
+            )
             items.append(EvalItem(str(qid), index, ref, self._builder(str(qid), entry, media_root)))
         return items
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path):  # noqa: ANN202
+    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if not isinstance(entry, dict) or "annotation" not in entry or "text" not in entry:
                 raise BadItem("entry lacks annotation or text")
@@ -100,15 +112,17 @@ class FerretReasoning(Task):
         return build
 
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
+        judge = ctx.judge()
         for key in ("question", "context", "answer"):
             if key not in ctx.aux:
-                raise FileNotFoundError(f"Ferret-Bench scoring needs --aux {key}=PATH ({self.aux_files[key]})")
+                raise FileNotFoundError(
+                    f"Ferret-Bench scoring needs --aux {key}=PATH ({self.aux_files[key]})"
+                )
         questions = {str(q["question_id"]): q for q in _read_jsonl(ctx.aux["question"])}
         contexts = {c["image"]: c for c in _read_jsonl(ctx.aux["context"])}
         answers = {str(a["question_id"]): a for a in _read_jsonl(ctx.aux["answer"])}
         rules = json.loads(Path(ctx.aux["rule"]).read_text(encoding="utf-8")) if "rule" in ctx.aux else None
-        judge = ctx.judge()
-        items, unparsed = [], 0
+        requests, categories = [], []
         for r in records:
             question = questions.get(r["id"])
             if question is None or r["id"] not in answers:
@@ -119,23 +133,34 @@ class FerretReasoning(Task):
             role, model_answer = rule["role"], "" if r.get("error") else r["pred"]
             reference = strip_boxes(answers[r["id"]]["text"])
             # the official prompt writes "[Context]\" before the caption (an f-string typo), kept for parity
-            content = (f"[Context]\\{contexts.get(question['image'], {}).get('text', '')}\n\n"
-                       f"[Question]\n{question['text']}\n\n"
-                       f"[{role} 1]\n{model_answer}\n\n[End of {role} 1]\n\n"
-                       f"[{role} 2]\n{reference}\n\n[End of {role} 2]\n\n"
-                       f"[System]\n{rule['prompt']}\n\n")
-            reply = judge.complete(f"{r['id']}:review", [{"role": "system", "content": SYSTEM_PROMPT},
-                                                         {"role": "user", "content": content}])
+            content = (
+                f"[Context]\\{contexts.get(question['image'], {}).get('text', '')}\n\n"
+                f"[Question]\n{question['text']}\n\n"
+                f"[{role} 1]\n{model_answer}\n\n[End of {role} 1]\n\n"
+                f"[{role} 2]\n{reference}\n\n[End of {role} 2]\n\n"
+                f"[System]\n{rule['prompt']}\n\n"
+            )
+            messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+            requests.append((f"{r['id']}:review", messages))
+            categories.append(category)
+        items, unparsed = [], 0
+        for r, category, reply in zip(records, categories, judge.complete_many(requests)):
             pair = parse_pair(reply)
             unparsed += pair is None
             model_score, ref_score = pair if pair is not None else (-1.0, -1.0)
             items.append({"id": r["id"], "category": category, "model": model_score, "reference": ref_score})
         model_mean = sum(i["model"] for i in items) / len(items) if items else 0.0
         ref_mean = sum(i["reference"] for i in items) / len(items) if items else 0.0
-        notes = ["rubric: " + ("Ferret rule.json" if rules is not None else "project rubric (rule.json not given)"),
-                 *failure_notes(records)]
+        notes = [
+            "rubric: "
+            + ("Ferret rule.json" if rules is not None else "project rubric (rule.json not given)"),
+            *failure_notes(records),
+        ]
         if unparsed:
-            notes.append(f"{unparsed} reviews had no two-number first line and count as (-1, -1), as officially")
+            notes.append(
+                f"{unparsed} reviews had no two-number first line and count as (-1, -1), as officially"
+            )
         metrics = {"Reasoning": 100.0 * model_mean / ref_mean if ref_mean else 0.0}
-        return TaskResult(metrics=metrics, counts=counts_of(records), notes=notes, item_scores=items,
-                          judge=judge.identity())
+        return TaskResult(
+            metrics=metrics, counts=counts_of(records), notes=notes, item_scores=items, judge=judge.identity()
+        )

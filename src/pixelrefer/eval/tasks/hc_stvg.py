@@ -7,6 +7,7 @@ frames, the reference in ``conversations[1].value``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,14 @@ class HCSTVG(Task):
         items = []
         for index, entry in enumerate(load_json_or_jsonl(data)):
             video = entry.get("video") if isinstance(entry, dict) else None
-            ref = {"video": video[0] if isinstance(video, list) and video else video, "Answer": _reference(entry)}
+            ref = {
+                "video": video[0] if isinstance(video, list) and video else video,
+                "Answer": _reference(entry),
+            }
             items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
         return items
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path):  # noqa: ANN202
+    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if not isinstance(entry, dict):
                 raise BadItem("entry is not an object")

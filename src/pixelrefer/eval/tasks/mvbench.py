@@ -6,13 +6,22 @@ per-source video folders listed in :data:`TASKS`. Questions carry no region.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import require_file
 from pixelrefer.eval.metrics.mcq import accuracy_by_type, mvbench_choice
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes, require
+from pixelrefer.eval.tasks.base import (
+    Record,
+    ScoreContext,
+    Task,
+    TaskResult,
+    counts_of,
+    failure_notes,
+    require,
+)
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
 
 # task name -> (json file, video folder under the media root, read as frames, has start/end bound)
@@ -43,8 +52,10 @@ FRAME_FOLDER_FPS = 3.0
 
 def build_prompt(question: str, options: list[str]) -> str:
     lines = "".join(f"({chr(ord('A') + i)}) {c}\n" for i, c in enumerate(options))
-    prompt = (f"Question: {question}\nOptions:\n{lines}"
-              "Answer with the option's letter from the given choices directly and only give the best option.")
+    prompt = (
+        f"Question: {question}\nOptions:\n{lines}"
+        "Answer with the option's letter from the given choices directly and only give the best option."
+    )
     return prompt
 
 
@@ -56,7 +67,11 @@ class MVBench(Task):
 
     def load(self, data: Path, media_root: Path) -> list[EvalItem]:
         files = {spec[0]: name for name, spec in TASKS.items()}
-        paths = [data / spec[0] for spec in TASKS.values() if (data / spec[0]).exists()] if data.is_dir() else [data]
+        paths = (
+            [data / spec[0] for spec in TASKS.values() if (data / spec[0]).exists()]
+            if data.is_dir()
+            else [data]
+        )
         if not paths:
             raise FileNotFoundError(f"no MVBench task JSON ({', '.join(files)}) in {data}")
         items: list[EvalItem] = []
@@ -65,25 +80,38 @@ class MVBench(Task):
             spec = TASKS.get(task_name, (path.name, "", False, False))
             for number, entry in enumerate(load_json_or_jsonl(path)):
                 item_id = f"{path.stem}-{number}"
-                options = [str(c) for c in entry.get("candidates", [])] if isinstance(entry, dict) else []
+                candidates = entry.get("candidates") if isinstance(entry, dict) else None
+                options = [str(c) for c in candidates] if isinstance(candidates, list) else []
                 answer = entry.get("answer") if isinstance(entry, dict) else None
                 gt = options.index(str(answer)) if str(answer) in options else -1
                 ref = {"task_type": task_name, "options": options, "gt": gt}
-                items.append(EvalItem(item_id, len(items), ref, self._builder(item_id, entry, media_root, spec)))
+                items.append(
+                    EvalItem(item_id, len(items), ref, self._builder(item_id, entry, media_root, spec))
+                )
         return items
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path, spec: tuple[str, str, bool, bool]):  # noqa: ANN202
+    def _builder(
+        self, item_id: str, entry: Any, media_root: Path, spec: tuple[str, str, bool, bool]
+    ) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if not isinstance(entry, dict):
                 raise BadItem("entry is not an object")
             video, question, options, answer = require(entry, "video", "question", "candidates", "answer")
+            if not isinstance(options, list) or len(options) < 2:
+                raise BadItem("'candidates' must be a list of at least two options")
             if str(answer) not in [str(c) for c in options]:
                 raise BadItem("the answer is not one of the candidates")
             path = require_file(media_root / spec[1] / str(video))
-            sampling = VideoSampling(fps=1.0, max_frames=768, folder_fps=FRAME_FOLDER_FPS,
-                                     start=entry.get("start") if spec[3] else None,
-                                     end=entry.get("end") if spec[3] else None)
-            return EvalRequest(item_id, path, build_prompt(str(question), [str(o) for o in options]), [], sampling)
+            sampling = VideoSampling(
+                fps=1.0,
+                max_frames=768,
+                folder_fps=FRAME_FOLDER_FPS,
+                start=entry.get("start") if spec[3] else None,
+                end=entry.get("end") if spec[3] else None,
+            )
+            return EvalRequest(
+                item_id, path, build_prompt(str(question), [str(o) for o in options]), [], sampling
+            )
 
         return build
 
@@ -93,7 +121,14 @@ class MVBench(Task):
             choice = None if r.get("error") else mvbench_choice(r["pred"], r["ref"]["options"])
             correct = choice is not None and choice == r["ref"]["gt"]
             outcomes.append((r["ref"]["task_type"], correct))
-            items.append({"id": r["id"], "task_type": r["ref"]["task_type"], "choice": choice, "correct": correct})
+            items.append(
+                {"id": r["id"], "task_type": r["ref"]["task_type"], "choice": choice, "correct": correct}
+            )
         per_task, overall, _ = accuracy_by_type(outcomes)
-        return TaskResult(metrics={"Avg": overall}, counts=counts_of(records), groups={"accuracy_per_task": per_task},
-                          notes=failure_notes(records), item_scores=items)
+        return TaskResult(
+            metrics={"Avg": overall},
+            counts=counts_of(records),
+            groups={"accuracy_per_task": per_task},
+            notes=failure_notes(records),
+            item_scores=items,
+        )

@@ -9,8 +9,9 @@ item's position). Without a judge the raw predictions are scored, and the result
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.judge import JudgeNotConfigured
@@ -26,7 +27,7 @@ Give you a description of an object, please condense the sentence into a brief p
 For example:
 INPUT: A freestanding, top-loading washing machine with a white exterior. It features a front-loading door with a recessed handle at the top center for opening and closing. The control panel is located on the upper right side of the machine, consisting of several buttons and possibly a display screen.
 OUTPUT: a white washing machine
-"""  # noqa: W291 - verbatim from the official refl4/gpt.py (Apache-2.0), trailing space included
+"""
 
 
 def load_refl4(data: Path, media_root: Path, prompt: str) -> list[EvalItem]:
@@ -37,13 +38,15 @@ def load_refl4(data: Path, media_root: Path, prompt: str) -> list[EvalItem]:
         if not source.lower().startswith("objects365"):
             continue
         index = len(items)
-        ref = {"image": entry.get("file_name") if isinstance(entry, dict) else None,
-               "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else ""}
+        ref = {
+            "image": entry.get("file_name") if isinstance(entry, dict) else None,
+            "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else "",
+        }
         items.append(EvalItem(str(index), index, ref, _builder(str(index), entry, media_root, prompt)))
     return items
 
 
-def _builder(item_id: str, entry: Any, media_root: Path, prompt: str):  # noqa: ANN202
+def _builder(item_id: str, entry: Any, media_root: Path, prompt: str) -> Callable[[], EvalRequest]:
     def build() -> EvalRequest:
         if not isinstance(entry, dict):
             raise BadItem("entry is not an object")
@@ -66,7 +69,9 @@ class RefL4(Task):
     title = "Ref-L4 short region captions"
     judge = "optional"
     anchor_key = "refl4"
-    aux_files = {"refl4_gt": "refl4_gt.json: GPT-summarised references in COCO caption format (paper protocol)"}
+    aux_files: ClassVar[dict[str, str]] = {
+        "refl4_gt": "refl4_gt.json: GPT-summarised references in COCO caption format (paper protocol)"
+    }
 
     def load(self, data: Path, media_root: Path) -> list[EvalItem]:
         return load_refl4(data, media_root, PROMPT)
@@ -78,15 +83,26 @@ class RefL4(Task):
             judge = ctx.judge()
         except JudgeNotConfigured:
             judge = None
-            notes.append("no judge configured: predictions were NOT condensed by the LLM stage (paper protocol "
-                         "condenses predictions longer than 5 words); numbers are not comparable to the paper")
+            notes.append(
+                "no judge configured: predictions were NOT condensed by the LLM stage (paper protocol "
+                "condenses predictions longer than 5 words); numbers are not comparable to the paper"
+            )
         if judge is not None:
             judge.register_prompt("refl4_summary", SUMMARY_SYSTEM_PROMPT)
-            for r in records:
-                if not r.get("error") and len(r["pred"].split(" ")) > SUMMARY_MIN_WORDS:
-                    messages = [{"role": "system", "content": SUMMARY_SYSTEM_PROMPT},
-                                {"role": "user", "content": r["pred"]}]
-                    summaries[r["id"]] = judge.complete(f"{r['id']}:summary", messages)
+            long = [
+                r for r in records if not r.get("error") and len(r["pred"].split(" ")) > SUMMARY_MIN_WORDS
+            ]
+            requests = [
+                (
+                    f"{r['id']}:summary",
+                    [
+                        {"role": "system", "content": SUMMARY_SYSTEM_PROMPT},
+                        {"role": "user", "content": r["pred"]},
+                    ],
+                )
+                for r in long
+            ]
+            summaries = dict(zip([r["id"] for r in long], judge.complete_many(requests)))
         references = None
         if "refl4_gt" in ctx.aux:
             by_position = load_summarised_references(ctx.aux["refl4_gt"])
@@ -97,4 +113,5 @@ class RefL4(Task):
         result = score_captions(records, ctx, predictions=summaries, references=references)
         result.notes = notes + result.notes
         result.item_scores = [{"id": k, "pred_summary": v} for k, v in summaries.items()]
+        result.judge = judge.identity() if judge is not None else None
         return result

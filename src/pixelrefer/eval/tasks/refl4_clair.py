@@ -21,6 +21,7 @@ On a precise scale from 0 to 100, how likely is it that the candidate set is \
 describing the same image as the reference set? (JSON format, with a key "score", \
 value between 0 and 100, and a key "reason" with a string value.)
 """  # verbatim from the official clair/clair.py (CLAIR, Chan et al. 2023; Apache-2.0)
+MAX_TRIES = 5
 _NUMBER = re.compile(r"\d*\.?\d+")
 
 
@@ -35,6 +36,11 @@ def parse_clair(response: str) -> float | None:
             return None
         score = float(numbers[0])
         return (score * 100.0 if score < 1 else score) / 100.0
+
+
+def _references(record: Record) -> list[str]:
+    answer = record["ref"]["Answer"]
+    return [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
 
 
 def clair_prompt(candidate: str, references: list[str]) -> str:
@@ -55,26 +61,24 @@ class RefL4Clair(Task):
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
         judge = ctx.judge()
         judge.register_prompt("clair", CLAIR_PROMPT)
-        items, unparsed = [], 0
-        for r in records:
-            score = 0.0
-            if not r.get("error"):
-                answer = r["ref"]["Answer"]
-                refs = answer if isinstance(answer, list) else [answer]
-                parsed = None
-                for attempt in range(5):
-                    reply = judge.complete(f"{r['id']}:clair:{attempt}", [
-                        {"role": "user", "content": clair_prompt(r["pred"], refs)}])
-                    parsed = parse_clair(reply)
-                    if parsed is not None:
-                        break
-                unparsed += parsed is None
-                score = parsed or 0.0
-            items.append({"id": r["id"], "CLAIR": score})
+        ok = [r for r in records if not r.get("error")]
+        prompts = {
+            r["id"]: [{"role": "user", "content": clair_prompt(r["pred"], _references(r))}] for r in ok
+        }
+        replies = judge.complete_many([(f"{r['id']}:clair:0", prompts[r["id"]]) for r in ok])
+        parsed = {r["id"]: parse_clair(reply) for r, reply in zip(ok, replies)}
+        for item_id in [k for k, v in parsed.items() if v is None]:
+            for attempt in range(1, MAX_TRIES):  # the official scorer asks up to 5 times
+                parsed[item_id] = parse_clair(judge.complete(f"{item_id}:clair:{attempt}", prompts[item_id]))
+                if parsed[item_id] is not None:
+                    break
+        unparsed = sum(v is None for v in parsed.values())
+        items = [{"id": r["id"], "CLAIR": parsed.get(r["id"]) or 0.0} for r in records]
         n = len(records)
         metrics = {"CLAIR": 100.0 * sum(i["CLAIR"] for i in items) / n if n else 0.0}
         notes = failure_notes(records)
         if unparsed:
             notes.append(f"{unparsed} judge replies had no score after 5 tries and count as 0")
-        return TaskResult(metrics=metrics, counts=counts_of(records), notes=notes, item_scores=items,
-                          judge=judge.identity())
+        return TaskResult(
+            metrics=metrics, counts=counts_of(records), notes=notes, item_scores=items, judge=judge.identity()
+        )

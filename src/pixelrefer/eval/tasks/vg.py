@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,14 @@ class VG(Task):
         for index, entry in enumerate(load_json_or_jsonl(data)):
             image = entry.get("image") if isinstance(entry, dict) else None
             image_name = image[0] if isinstance(image, list) and image else image
-            ref = {"image": image_name, "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else ""}
+            ref = {
+                "image": image_name,
+                "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else "",
+            }
             items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
         return items
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path):  # noqa: ANN202
+    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if not isinstance(entry, dict):
                 raise BadItem("entry is not an object")

@@ -28,7 +28,9 @@ def object_masks(entry: dict[str, Any], all_frames: bool) -> list[dict[int, np.n
         if not isinstance(obj, dict):
             raise BadItem(f"object {number} annotation is not a frame -> mask mapping")
         if all_frames:
-            frames = {int(k): decode_segmentation(_segmentation(v)) for k, v in obj.items() if _segmentation(v)}
+            frames = {
+                int(k): decode_segmentation(_segmentation(v)) for k, v in obj.items() if _segmentation(v)
+            }
         else:
             (frame_idx,) = require(entry, "frame_idx")
             key = str(frame_idx) if str(frame_idx) in obj else frame_idx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,21 @@ from pixelrefer.eval.tasks.videorefer import object_masks, video_path
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
 
 PROMPT = "Please describe in detail the marked object <region> in the video."  # `<video>\n` is added by the processor
-LITE_PROMPT = "There is one object in the video: <region>.\nPlease describe in detail the marked object in the video."
-DIMENSIONS = ("Subject Correspondence", "Appearance Description", "Temporal Description", "Hallucination Detection")
-SHORT = {"Subject Correspondence": "SC", "Appearance Description": "AD", "Temporal Description": "TD",
-         "Hallucination Detection": "HD"}
+LITE_PROMPT = (
+    "There is one object in the video: <region>.\nPlease describe in detail the marked object in the video."
+)
+DIMENSIONS = (
+    "Subject Correspondence",
+    "Appearance Description",
+    "Temporal Description",
+    "Hallucination Detection",
+)
+SHORT = {
+    "Subject Correspondence": "SC",
+    "Appearance Description": "AD",
+    "Temporal Description": "TD",
+    "Hallucination Detection": "HD",
+}
 SYSTEM_PROMPT = """You are an advanced intelligent chatbot specialized in evaluating the factual accuracy of generative outputs related to object-based video descriptions.
 Your primary task is to meticulously compare the predicted answer with the correct answer and assess their factual consistency. To accomplish this, you will evaluate the descriptions across four key dimensions:
 1. Subject Correspondence: Assess whether the subject of the input description accurately matches the subject indicated in the ground truth description.
@@ -52,42 +64,61 @@ class VideoReferD(Task):
     def load(self, data: Path, media_root: Path) -> list[EvalItem]:
         items = []
         for index, entry in enumerate(load_json_or_jsonl(data)):
-            ref = {"video": entry.get("video"), "Answer": str(entry.get("caption", ""))} if isinstance(entry, dict) \
+            ref = (
+                {"video": entry.get("video"), "Answer": str(entry.get("caption", ""))}
+                if isinstance(entry, dict)
                 else {"Answer": ""}
+            )
             items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
         return items
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path):  # noqa: ANN202
+    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if not isinstance(entry, dict):
                 raise BadItem("entry is not an object")
             regions = object_masks(entry, all_frames=self.variant == "lite")
+            if len(regions) != 1:
+                raise BadItem(f"a description item refers to one object, this one has {len(regions)}")
             question = LITE_PROMPT if self.variant == "lite" else PROMPT
-            return EvalRequest(item_id, video_path(entry, media_root), question, regions[:1], VideoSampling())
+            return EvalRequest(item_id, video_path(entry, media_root), question, regions, VideoSampling())
 
         return build
 
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
         judge = ctx.judge()
         judge.register_prompt("videorefer_d", SYSTEM_PROMPT)
-        items, unparsed = [], 0
-        for r in records:
-            scores = {d: 0.0 for d in DIMENSIONS}
-            if not r.get("error"):
-                user = "##Correct answer: " + r["ref"]["Answer"] + "\n" + "##Predicted answer: " + r["pred"] + "\n"
-                reply = judge.complete(f"{r['id']}:review", [{"role": "system", "content": SYSTEM_PROMPT},
-                                                             {"role": "user", "content": user}])
-                parsed = parse_dimensions(reply)
-                unparsed += any(d not in parsed for d in DIMENSIONS)
-                scores = {d: parsed.get(d, 0.0) for d in DIMENSIONS}
-            items.append({"id": r["id"], **{SHORT[d]: v for d, v in scores.items()}})
+        ok = [r for r in records if not r.get("error")]
+        requests = [
+            (
+                f"{r['id']}:review",
+                [
+                    {"role": "system", "content": SYSTEM_PROMPT},
+                    {
+                        "role": "user",
+                        "content": f"##Correct answer: {r['ref']['Answer']}\n##Predicted answer: {r['pred']}\n",
+                    },
+                ],
+            )
+            for r in ok
+        ]
+        parsed = {r["id"]: parse_dimensions(reply) for r, reply in zip(ok, judge.complete_many(requests))}
+        unparsed = sum(any(d not in p for d in DIMENSIONS) for p in parsed.values())
+        items = [
+            {"id": r["id"], **{SHORT[d]: parsed.get(r["id"], {}).get(d, 0.0) for d in DIMENSIONS}}
+            for r in records
+        ]
         n = len(items)
         metrics = {SHORT[d]: sum(i[SHORT[d]] for i in items) / n if n else 0.0 for d in DIMENSIONS}
         metrics["Avg"] = sum(metrics[SHORT[d]] for d in DIMENSIONS) / len(DIMENSIONS)
-        notes = [f"mask mode: {'all annotated frames (M)' if self.variant == 'lite' else 'single frame (S)'}",
-                 *failure_notes(records)]
+        notes = [
+            f"mask mode: {'all annotated frames (M)' if self.variant == 'lite' else 'single frame (S)'}",
+            *failure_notes(records),
+        ]
         if unparsed:
-            notes.append(f"{unparsed} judge replies missed a dimension; a missing dimension counts as 0 "
-                         "(the official script drops it from that dimension's mean)")
-        return TaskResult(metrics=metrics, counts=counts_of(records), notes=notes, item_scores=items,
-                          judge=judge.identity())
+            notes.append(
+                f"{unparsed} judge replies missed a dimension; a missing dimension counts as 0 "
+                "(the official script drops it from that dimension's mean)"
+            )
+        return TaskResult(
+            metrics=metrics, counts=counts_of(records), notes=notes, item_scores=items, judge=judge.identity()
+        )

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.metrics.mcq import accuracy_by_type, answer_letter, videorefer_letter
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes, require
+from pixelrefer.eval.tasks.base import (
+    Record,
+    ScoreContext,
+    Task,
+    TaskResult,
+    counts_of,
+    failure_notes,
+    require,
+)
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
 
 SUFFIX = ". Answer with the option's letter from the given choices directly."
-TYPE_SHORT = {"Basic Questions": "BQ", "Sequential Questions": "SQ", "Relationship Questions": "RlQ",
-              "Reasoning Questions": "RsQ", "Future Predictions": "FP"}
+TYPE_SHORT = {
+    "Basic Questions": "BQ",
+    "Sequential Questions": "SQ",
+    "Relationship Questions": "RlQ",
+    "Reasoning Questions": "RsQ",
+    "Future Predictions": "FP",
+}
 
 
 def build_question(question: str, options: list[str]) -> str:
@@ -31,12 +45,15 @@ class VideoReferQ(Task):
         for index, entry in enumerate(load_json_or_jsonl(data)):
             ref: dict[str, Any] = {"Answer": "", "type": "unknown"}
             if isinstance(entry, dict):
-                ref = {"video": entry.get("video"), "Answer": str(entry.get("Answer", "")),
-                       "type": str(entry.get("type", "unknown"))}
+                ref = {
+                    "video": entry.get("video"),
+                    "Answer": str(entry.get("Answer", "")),
+                    "type": str(entry.get("type", "unknown")),
+                }
             items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
         return items
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path):  # noqa: ANN202
+    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if not isinstance(entry, dict):
                 raise BadItem("entry is not an object")
@@ -60,7 +77,10 @@ class VideoReferQ(Task):
             outcomes.append((kind, correct))
             items.append({"id": r["id"], "type": kind, "letter": letter, "correct": correct})
         per_type, overall, sizes = accuracy_by_type(outcomes)
-        return TaskResult(metrics={**per_type, "Avg": overall}, counts=counts_of(records),
-                          groups={"items_per_type": {k: float(v) for k, v in sizes.items()}},
-                          notes=["Avg is accuracy over all questions (as the official script)", *failure_notes(records)],
-                          item_scores=items)
+        return TaskResult(
+            metrics={**per_type, "Avg": overall},
+            counts=counts_of(records),
+            groups={"items_per_type": {k: float(v) for k, v in sizes.items()}},
+            notes=["Avg is accuracy over all questions (as the official script)", *failure_notes(records)],
+            item_scores=items,
+        )
