@@ -188,3 +188,24 @@ def test_kmeans_matches_reference_loop():
         c = new
     ours = kmeans_compress([x], k, 5, seed=0)[0]
     torch.testing.assert_close(ours, c, atol=1e-5, rtol=1e-5)
+
+
+def test_transformers_native_from_pretrained_round_trip(tiny, tmp_path):
+    tiny.model.save_pretrained(tmp_path)
+    again, info = PixelReferForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    state = tiny.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in again.state_dict().items())
+    if again.config.tie_word_embeddings:
+        assert again.lm_head.weight.data_ptr() == again.language_model.embed_tokens.weight.data_ptr()
+
+
+def test_sampling_is_seeded(tiny, scene):
+    img, m1, _ = scene
+    g = GenerationConfig(max_new_tokens=8, do_sample=True, temperature=1.5, seed=3)
+    a = tiny.ask(img, [m1], "What is <region>?", g).token_ids
+    assert a == tiny.ask(img, [m1], "What is <region>?", g).token_ids
+    others = {tuple(tiny.ask(img, [m1], "What is <region>?", GenerationConfig(max_new_tokens=8, do_sample=True,
+                                                                                 temperature=1.5, seed=s)).token_ids)
+              for s in (4, 5, 6)}
+    assert len(others | {tuple(a)}) > 1
