@@ -13,9 +13,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# name -> "module:function"; modules are imported lazily so `pixelrefer --help` stays fast.
+# name -> "module:function" in pixelrefer/cli/. A command whose optional extra is not installed is replaced by
+# a stub that says which dependency is missing, so the rest of the CLI keeps working.
 COMMANDS: dict[str, str] = {
+    "ask": "ask:ask",
+    "describe": "ask:describe",
+    "chat": "chat:chat",
+    "serve": "serve:serve",
+    "demo": "demo:demo",
+    "eval": "eval:eval_command",
+    "segment": "segment:segment",
     "synth": "synth:synth",
+    "train": "train:train",
 }
 
 

@@ -1,0 +1,110 @@
+"""`pixelrefer chat`: a multi-turn conversation about regions of one image or video, the media encoded once.
+
+Questions are read line by line from stdin (interactive with a prompt on a terminal, or piped):
+``printf 'What is <region>?\\nWhat colour is it?\\n' | pixelrefer chat scene.png --box 30,20,80,60``.
+Follow-ups without ``<region>`` refer to the conversation so far (the KV cache is reused).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+
+from pixelrefer.cli.ask import (
+    DEFAULT_MODEL,
+    BoxOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FpsOpt,
+    FrameOpt,
+    JsonOpt,
+    MaskOpt,
+    MaxFramesOpt,
+    ModelOpt,
+    PointOpt,
+    PointsOpt,
+    PolygonOpt,
+    RegionsOpt,
+    RleOpt,
+    ScribbleOpt,
+    TokensOpt,
+    _region_args,
+    cli_errors,
+    compose_question,
+    console,
+    prepare,
+)
+from pixelrefer.processing.prompts import PromptError
+
+QUIT = {"/quit", "/exit", ":q"}
+
+
+def _questions(stream: TextIO, interactive: bool) -> Iterator[str]:
+    while True:
+        if interactive:
+            console.print("[bold cyan]you>[/] ", end="")
+        line = stream.readline()
+        if not line:
+            return
+        line = line.strip()
+        if line in QUIT:
+            return
+        if line:
+            yield line
+
+
+def chat(
+    media: Annotated[Path, typer.Argument(help="image or video file (or a folder of frames)")],
+    box: BoxOpt = [],  # noqa: B006 - typer list options
+    point: PointOpt = [],  # noqa: B006
+    points: PointsOpt = [],  # noqa: B006
+    polygon: PolygonOpt = [],  # noqa: B006
+    scribble: ScribbleOpt = [],  # noqa: B006
+    mask: MaskOpt = [],  # noqa: B006
+    rle: RleOpt = [],  # noqa: B006
+    regions: RegionsOpt = None,
+    frame: FrameOpt = 0,
+    model: ModelOpt = DEFAULT_MODEL,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    max_new_tokens: TokensOpt = 128,
+    as_json: JsonOpt = False,
+    fps: FpsOpt = 1.0,
+    max_frames: MaxFramesOpt = 16,
+) -> None:
+    """Talk about regions of an image or video; one question per line on stdin, /quit to stop.
+
+    Example: pixelrefer chat scene.png --box 30,20,80,60   then type: What is <region>?
+    """
+    with cli_errors():
+        args = _region_args(locals())
+        pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames)
+        from pixelrefer.inference.generation import GenerationConfig
+
+        session = pipeline.chat(clip, resolved)
+        generation = GenerationConfig(max_new_tokens=max_new_tokens)
+        interactive = sys.stdin.isatty()
+        if interactive:
+            console.print(f"{len(region_list)} region(s) on {media.name}; ask with <region> placeholders, /quit to stop")
+        for turn, line in enumerate(_questions(sys.stdin, interactive)):
+            question = compose_question(line, len(region_list)) if turn == 0 else line
+            start = time.perf_counter()
+            try:
+                answer = session.ask(question, generation=generation)
+            except PromptError as exc:  # a bad line should not end the conversation
+                console.print(f"[bold red]error:[/] {exc}")
+                continue
+            latency = time.perf_counter() - start
+            text = answer.text or f"(empty answer, {len(answer.token_ids)} tokens)"
+            if as_json:
+                print(json.dumps({"turn": turn, "question": question, "answer": answer.text,
+                                  "completion_tokens": len(answer.token_ids), "latency_s": round(latency, 3)},
+                                 ensure_ascii=False), flush=True)
+            else:
+                print(f"assistant> {text}", flush=True)

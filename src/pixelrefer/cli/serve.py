@@ -1,0 +1,72 @@
+"""`pixelrefer serve`: the HTTP API (FastAPI + uvicorn) around one loaded model, on 127.0.0.1 by default."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Annotated
+
+import typer
+
+from pixelrefer.cli.ask import (
+    DEFAULT_MODEL,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    cli_errors,
+    console,
+    fail,
+    load_pipeline,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(
+    model: ModelOpt = DEFAULT_MODEL,
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes the model")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    max_queue: Annotated[int, typer.Option(help="requests waiting beyond the running one; more get 429", min=0)] = 8,
+    max_upload_mb: Annotated[float, typer.Option(help="largest upload in MiB (413 above)", min=0.01)] = 32.0,
+    max_video_seconds: Annotated[float, typer.Option(help="longest video accepted", min=0.1)] = 60.0,
+    max_video_frames: Annotated[int, typer.Option(help="frames sampled from a video", min=1)] = 16,
+    video_fps: Annotated[float, typer.Option(help="video sampling rate", min=0.01)] = 1.0,
+    timeout: Annotated[float, typer.Option(help="seconds before a request gets 504", min=0.1)] = 120.0,
+    max_new_tokens: Annotated[int, typer.Option(help="default answer length in tokens", min=1)] = 128,
+    max_batch: Annotated[int, typer.Option(help="concurrent questions answered in one batch", min=1)] = 4,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the REST and OpenAI-compatible API. Docs at http://HOST:PORT/docs.
+
+    Example: pixelrefer serve --model nano --port 8000
+    """
+    try:
+        import uvicorn
+
+        from pixelrefer.server.app import create_app
+        from pixelrefer.server.settings import MIB, ServerSettings
+    except ImportError as exc:
+        fail(1, f"the server needs the serve extra (pip install 'pixelrefer[serve]'): {exc}")
+    with cli_errors():
+        if not _is_loopback(host):
+            console.print(f"[yellow]warning:[/] binding {host}: the API has no authentication")
+        pipeline = load_pipeline(model, device, dtype)
+        settings = ServerSettings(
+            model_name="pixelrefer", max_queue=max_queue, max_upload_bytes=int(max_upload_mb * MIB),
+            max_video_seconds=max_video_seconds, max_video_frames=max_video_frames, video_fps=video_fps,
+            request_timeout_s=timeout, max_new_tokens=max_new_tokens, max_batch=max_batch,
+        )
+        app = create_app(pipeline, settings)
+        console.print(f"serving {model} on http://{host}:{port} (docs: /docs)")
+        # connections beyond this get 503 from uvicorn before any body is read
+        uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10,
+                    limit_concurrency=4 * (max_queue + 2) + 8)
