@@ -28,16 +28,22 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def _missing_dependency(name: str, exc: ImportError):
+    def missing() -> None:
+        typer.echo(f"error: `pixelrefer {name}` needs an optional dependency that is not installed: {exc}", err=True)
+        raise typer.Exit(2)
+
+    missing.__doc__ = f"(unavailable: {exc})"
+    return missing
+
+
 def _register() -> None:
     for name, target in COMMANDS.items():
         module_name, func_name = target.split(":")
         try:
             module = importlib.import_module(f"pixelrefer.cli.{module_name}")
         except ImportError as exc:  # an optional extra is missing: keep the rest of the CLI working
-            def _missing(exc: ImportError = exc) -> None:
-                raise typer.BadParameter(f"this command needs an optional dependency: {exc}")
-
-            app.command(name)(_missing)
+            app.command(name)(_missing_dependency(name, exc))
             continue
         app.command(name)(getattr(module, func_name))
 
