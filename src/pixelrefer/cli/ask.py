@@ -21,9 +21,7 @@ from pixelrefer.media import MediaError, VideoClip, is_video_path, load_image, r
 from pixelrefer.processing.prompts import (
     TASK_PROMPTS,
     PromptError,
-    count_region_placeholders,
-    multi_region_prefix,
-    strip_media_tags,
+    compose_question,
 )
 from pixelrefer.regions import Region, RegionError, ResolvedRegion
 from pixelrefer.viz import overlay, overlay_frames, save_overlay
@@ -32,36 +30,6 @@ if TYPE_CHECKING:  # the model stack (torch, transformers) is imported only when
     from pixelrefer.inference.api import Answer, PixelRefer
 
 logger = logging.getLogger(__name__)
-
-RELATION_TASK = "relation"
-
-
-def relation_question(num_regions: int) -> str:
-    """'What is the relationship between <region> and <region>?' for two or more regions."""
-    if num_regions < 2:
-        raise PromptError("the relation task needs at least two regions")
-    names = ["<region>"] * num_regions
-    return f"What is the relationship between {', '.join(names[:-1])} and {names[-1]}?"
-
-
-def compose_question(question: str | None, num_regions: int, task: str | None = None) -> str:
-    """The question sent to the model: a task prompt, or the user's text with region placeholders in front
-    ("There are 2 regions in the image: ...") when it names none. Shared by the CLI, server and demo."""
-    if task:
-        if task == RELATION_TASK:
-            return relation_question(num_regions)
-        if task not in TASK_PROMPTS:
-            raise PromptError(f"unknown task {task!r}; choose one of {sorted([*TASK_PROMPTS, RELATION_TASK])}")
-        if num_regions != 1:
-            raise PromptError(f"the {task} task asks about one region; {num_regions} were given")
-        return TASK_PROMPTS[task]
-    text = strip_media_tags(question or "")
-    if not text:
-        raise PromptError("the question is empty")
-    if num_regions and count_region_placeholders(text) == 0:
-        text = multi_region_prefix(num_regions) + text
-    return text
-
 
 # ------------------------------------------------------------------------------------------------ CLI plumbing
 EXIT_BAD_INPUT = 2

@@ -36,11 +36,10 @@ from pixelrefer.cli.ask import (
     TokensOpt,
     _region_args,
     cli_errors,
-    compose_question,
     console,
     prepare,
 )
-from pixelrefer.processing.prompts import PromptError
+from pixelrefer.processing.prompts import PromptError, compose_question
 
 QUIT = {"/quit", "/exit", ":q"}
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from pixelrefer.cli.ask import RELATION_TASK, compose_question
 from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.media import MediaError, VideoClip, is_video_path, load_image, read_video
-from pixelrefer.processing.prompts import TASK_PROMPTS, PromptError
+from pixelrefer.processing.prompts import RELATION_TASK, TASK_PROMPTS, PromptError, compose_question
 from pixelrefer.regions import Region, RegionError, ResolvedRegion
 from pixelrefer.viz import overlay
 

@@ -94,18 +94,39 @@ def expand_regions(text: str, region_groups: Sequence[Sequence[float] | None]) -
     return _REGION_RE.sub(group_text, text)
 
 
-def default_region_question(num_regions: int, task: str = "detailed") -> str:
-    """A question about each of ``num_regions`` regions for a named task (used by CLI, server and demo)."""
-    if task not in TASK_PROMPTS:
-        raise PromptError(f"unknown task {task!r}; choose one of {sorted(TASK_PROMPTS)}")
-    if num_regions != 1:
-        raise PromptError("task prompts refer to exactly one region; ask about each region separately")
-    return TASK_PROMPTS[task]
-
-
 def multi_region_prefix(num_regions: int) -> str:
     """The official demo's prefix naming several regions: 'There are 2 regions in the image: <region0><region>, ...'."""
     noun = "region" if num_regions == 1 else "regions"
     verb = "is" if num_regions == 1 else "are"
     names = ", ".join(f"<region{i}>{REGION_PLACEHOLDER}" for i in range(num_regions))
     return f"There {verb} {num_regions} {noun} in the image: {names}. "
+
+
+RELATION_TASK = "relation"
+
+
+def relation_question(num_regions: int) -> str:
+    """'What is the relationship between <region> and <region>?' for two or more regions."""
+    if num_regions < 2:
+        raise PromptError("the relation task needs at least two regions")
+    names = ["<region>"] * num_regions
+    return f"What is the relationship between {', '.join(names[:-1])} and {names[-1]}?"
+
+
+def compose_question(question: str | None, num_regions: int, task: str | None = None) -> str:
+    """The question sent to the model: a task prompt, or the user's text with region placeholders in front
+    ("There are 2 regions in the image: ...") when it names none. Shared by the CLI, server and demo."""
+    if task:
+        if task == RELATION_TASK:
+            return relation_question(num_regions)
+        if task not in TASK_PROMPTS:
+            raise PromptError(f"unknown task {task!r}; choose one of {sorted([*TASK_PROMPTS, RELATION_TASK])}")
+        if num_regions != 1:
+            raise PromptError(f"the {task} task asks about one region; {num_regions} were given")
+        return TASK_PROMPTS[task]
+    text = strip_media_tags(question or "")
+    if not text:
+        raise PromptError("the question is empty")
+    if num_regions and count_region_placeholders(text) == 0:
+        text = multi_region_prefix(num_regions) + text
+    return text

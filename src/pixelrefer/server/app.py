@@ -19,8 +19,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import StreamingResponse
 
-from pixelrefer.cli.ask import compose_question
-from pixelrefer.processing.prompts import PromptError
+from pixelrefer.processing.prompts import PromptError, compose_question
 from pixelrefer.server import openai_compat as oa
 from pixelrefer.server.errors import ApiError, error_response, install_error_handlers
 from pixelrefer.server.media_io import DecodedMedia, decode_base64, decode_media
