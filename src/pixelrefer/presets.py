@@ -16,9 +16,12 @@ ASSETS = Path(__file__).parent / "assets"
 BUNDLED: dict[str, Path] = {"nano": ASSETS / "pixelrefer-nano", "nano-lite": ASSETS / "pixelrefer-lite-nano"}
 
 _VISION_TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14)
+_VISION_NANO = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4, patch_size=14)
 _VISION_REAL = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, patch_size=14)
 _TEXT_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6)
+_TEXT_NANO = dict(hidden_size=160, intermediate_size=320, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=8192, rope_theta=1e4, rms_norm_eps=1e-6)
 _TEXT_2B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                 max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6, vocab_size=151669, tie_word_embeddings=True)
 _TEXT_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
@@ -31,6 +34,9 @@ RANDOM_PRESETS: dict[str, dict[str, Any]] = {
     "7b": dict(vision=_VISION_REAL, text=_TEXT_7B, variant="full"),
     "lite-2b": dict(vision=_VISION_REAL, text=_TEXT_2B, variant="lite"),
     "lite-7b": dict(vision=_VISION_REAL, text=_TEXT_7B, variant="lite"),
+    # shapes of the bundled small models (trained by `pixelrefer train --config nano` / `nano-lite`)
+    "nano-arch": dict(vision=_VISION_NANO, text=_TEXT_NANO, variant="full"),
+    "nano-lite-arch": dict(vision=_VISION_NANO, text=_TEXT_NANO, variant="lite"),
 }
 
 

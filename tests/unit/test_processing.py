@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from pixelrefer.processing.crops import CropSpec, plan_crop, position_grid_official, position_grid_xy, scale_rate
+from pixelrefer.processing.crops import (
+    CropSpec,
+    plan_crop,
+    position_grid_official,
+    position_grid_xy,
+    scale_rate,
+)
 from pixelrefer.processing.image import smart_resize, to_patches
 from pixelrefer.processing.processor import compression_keep
 from pixelrefer.processing.prompts import CHAT_TEMPLATE, PromptError, expand_regions

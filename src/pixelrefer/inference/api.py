@@ -20,7 +20,13 @@ from pixelrefer.inference.generation import GenerationConfig, common_prefix_leng
 from pixelrefer.model.convert import CheckpointError
 from pixelrefer.model.loading import load_checkpoint
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
-from pixelrefer.processing.processor import EncodedSample, Media, PixelReferProcessor, as_media, collate_visual
+from pixelrefer.processing.processor import (
+    EncodedSample,
+    Media,
+    PixelReferProcessor,
+    as_media,
+    collate_visual,
+)
 from pixelrefer.processing.prompts import TASK_PROMPTS, PromptError
 from pixelrefer.regions import ResolvedRegion
 from pixelrefer.utils.device import resolve_device, resolve_dtype
@@ -72,7 +78,7 @@ class PixelRefer:
         device: str | torch.device | None = "auto",
         dtype: str | torch.dtype | None = "auto",
         segmenter: Any = "auto",
-    ) -> "PixelRefer":
+    ) -> PixelRefer:
         """Load a bundled model (``nano``, ``nano-lite``), a random preset (``tiny``, ``2b``, ...), a checkpoint
         folder in our or the official format, or a hub id."""
         from pixelrefer.presets import BUNDLED, RANDOM_PRESETS
@@ -191,7 +197,7 @@ class PixelRefer:
         if errors:
             raise errors[0]
 
-    def chat(self, media: Any, regions: Sequence[Any] = ()) -> "ChatSession":
+    def chat(self, media: Any, regions: Sequence[Any] = ()) -> ChatSession:
         """A multi-turn conversation about ``media``; each turn reuses the KV cache of the previous ones."""
         return ChatSession(self, media, regions)
 

@@ -12,7 +12,12 @@ from torch import nn
 
 from pixelrefer.config import PixelReferConfig
 from pixelrefer.model.checkpoint import load_strict, read_state_dict
-from pixelrefer.model.convert import CheckpointError, config_from_official, convert_official_state_dict, is_official_config
+from pixelrefer.model.convert import (
+    CheckpointError,
+    config_from_official,
+    convert_official_state_dict,
+    is_official_config,
+)
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
 
 logger = logging.getLogger(__name__)

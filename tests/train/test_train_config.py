@@ -1,0 +1,54 @@
+"""Train configs: every shipped YAML resolves; overrides are typed; the resolved config round-trips."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pixelrefer.presets import RANDOM_PRESETS
+from pixelrefer.train.config import TrainConfig, list_train_configs, load_train_config
+from pixelrefer.train.dataset import TaskFocus
+from pixelrefer.train.loop import resolve_stage
+from pixelrefer.train.stages import STAGES
+
+
+@pytest.mark.parametrize("name", list_train_configs())
+def test_every_shipped_config_resolves(name):
+    cfg = load_train_config(name)
+    assert cfg.model.preset in RANDOM_PRESETS and cfg.stage in STAGES
+    resolve_stage(cfg)
+
+
+def test_two_stage_recipes_chain():
+    for stage1, stage2, variant in (("nano-stage1", "nano", "full"), ("nano-lite-stage1", "nano-lite", "lite")):
+        first, second = load_train_config(stage1), load_train_config(stage2)
+        assert RANDOM_PRESETS[first.model.preset]["variant"] == variant and first.model.init_from is None
+        assert second.model.init_from == f"{first.output_dir}/final"
+        assert first.data.other_ratio == 0.0 and second.data.other_ratio > 0.0  # stage 2 adds the other tasks
+        assert first.data.root == second.data.root
+
+
+def test_task_focus_keeps_focus_tasks_and_a_seeded_share_of_the_rest():
+    samples = [{"id": f"s{i:02d}", "meta": {"task": "category" if i % 4 == 0 else "brief"}} for i in range(40)]
+    only = TaskFocus(("category",), 0.0).select(samples)
+    assert [s["id"] for s in only] == [f"s{i:02d}" for i in range(0, 40, 4)]
+    mixed = TaskFocus(("category",), 1.0, seed=3).select(samples)
+    assert len(mixed) == 20 and sum(s["meta"]["task"] == "category" for s in mixed) == 10
+    assert [s["id"] for s in mixed] == sorted(s["id"] for s in mixed)
+
+
+def test_overrides_are_parsed_and_checked(tmp_path):
+    cfg = load_train_config("nano", ["max_steps=7", "lrs.vision=null", "optim.weight_decay=1e-2",
+                                     "model.overrides.mask_num=8", f"output_dir={tmp_path}"])
+    assert cfg.max_steps == 7 and cfg.lrs == {"vision": None} and cfg.optim.weight_decay == 0.01
+    assert cfg.model.overrides["mask_num"] == 8
+    assert resolve_stage(cfg).lrs["vision"] is None
+    saved = yaml.safe_load(cfg.save(tmp_path).read_text())
+    assert load_train_config(str(tmp_path / "config.yaml")) == cfg and saved["max_steps"] == 7
+    with pytest.raises(ValueError, match="unknown key"):
+        load_train_config("nano", ["optim.wd=1"])
+    with pytest.raises(ValueError, match="batch_size"):
+        load_train_config("nano", ["batch_size=many"])
+    with pytest.raises(ValueError, match="lr of 'llm'"):
+        resolve_stage(load_train_config("nano", ["lrs.llm=0"]))
+    assert TrainConfig().stage == "scratch"
