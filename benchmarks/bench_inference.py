@@ -1,6 +1,6 @@
 """Inference cost, measured side by side in one run, with ratios.
 
-Cases (random weights of a preset, so any shape can be measured without checkpoints):
+Cases (random weights of a preset, so any shape can be measured without checkpoints, or the bundled nano models):
   * region encoding for 1, 8 and 32 regions, all crops in one vision call vs one call per crop (official style);
   * prefill of one query with logits for the last position only vs for every position (official style);
   * one query end to end (time to first token, 16 new tokens);
@@ -10,6 +10,7 @@ Cases (random weights of a preset, so any shape can be measured without checkpoi
 Peak memory is reported per case (CUDA: max allocated; CPU: peak RSS above the loaded model, sampled).
 
     python benchmarks/bench_inference.py --preset tiny --device cpu
+    python benchmarks/bench_inference.py --preset nano --device cpu   (the bundled full vs Lite)
     python benchmarks/bench_inference.py --preset 2b --device cuda --dtype bf16
 """
 
@@ -109,7 +110,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
-    lite_name = {"tiny": "tiny-lite", "2b": "lite-2b", "7b": "lite-7b"}[args.preset]
+    lite_name = {"tiny": "tiny-lite", "nano": "nano-lite", "2b": "lite-2b", "7b": "lite-7b"}[args.preset]
     pr = PixelRefer.from_pretrained(args.preset, device=args.device, dtype=args.dtype, segmenter=None)
     dev, meter, rows = pr.device, Meter(pr.device), []
     gen16 = GenerationConfig(max_new_tokens=16)
@@ -151,6 +152,10 @@ def main() -> None:
     lite = PixelRefer.from_pretrained(lite_name, device=args.device, dtype=args.dtype, segmenter=None)
     add("warm-up Lite", lambda: lite.ask(img, [masks[0]], "What is <region>?", GenerationConfig(max_new_tokens=2)), 1)
     lite_single = add("Lite: one query, 16 new tokens", lambda: lite.ask(img, [Region.from_mask(masks[0])], q, gen16))
+    lite_batch = lite.processor(img, [Region.from_mask(masks[0])], "What is <region>?").to(dev, lite.model.dtype)
+    with torch.inference_mode():
+        lite_last = add("Lite: prefill, logits for the last position only",
+                        lambda: lite.model(**lite_batch.as_kwargs(), logits_to_keep=1))
     print("\nratios")
     ratios = {
         "32 vs 1 regions (encoding)": enc[32] / enc[1],
@@ -158,10 +163,11 @@ def main() -> None:
         "prefill: all-position logits / last only": allp / last,
         "8 independent / describe-each shared": indep / shared,
         "first question / follow-up": first_q / fu,
-        "full / Lite (one query)": single / lite_single,
+        "full / Lite (one query; answers may differ in length)": single / lite_single,
+        "full / Lite (prefill of one query)": last / lite_last,
     }
     for k, v in ratios.items():
-        print(f"  {k:45s} {v:6.2f}x")
+        print(f"  {k:55s} {v:6.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "device": str(dev), "rows": rows, "ratios": ratios}, f, indent=1)

@@ -31,6 +31,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCENE_SIZE = (240, 320)  # height, width
 TARGET = (96, 120)  # x, y of a click inside the blue disc
+QUESTION = "What is the category of <region>? Using only one word or phrase."  # the bundled models' category prompt
 
 
 def make_scene(path: Path) -> Path:
@@ -85,6 +86,12 @@ def upload_and_click(page, media: Path, timeout_ms: int) -> None:
     page.wait_for_function("() => { const i = document.querySelector('#canvas img'); return i && i.naturalWidth > 0; }",
                            timeout=timeout_ms)
     box = image.bounding_box()
+    deadline = time.monotonic() + timeout_ms / 1000
+    while box is None and time.monotonic() < deadline:  # the previous picture may be being replaced
+        time.sleep(0.2)
+        box = image.bounding_box()
+    if box is None:
+        raise TimeoutError("the uploaded picture did not appear")
     natural = image.evaluate("i => [i.naturalWidth, i.naturalHeight]")
     scale = box["width"] / natural[0]
     image.click(position={"x": TARGET[0] * scale, "y": TARGET[1] * scale})
@@ -108,6 +115,7 @@ def drive(url: str, scene: Path, screenshot: Path, timeout_ms: int, video: Path 
         page.goto(url, wait_until="load", timeout=timeout_ms)
         page.locator("#media-upload").wait_for(timeout=timeout_ms)
         upload_and_click(page, scene, timeout_ms)
+        page.locator("#question textarea").fill(QUESTION)
         page.locator("#ask").click()
         page.wait_for_function(
             "() => { const t = document.querySelector('#answer textarea'); "

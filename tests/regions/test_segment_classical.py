@@ -115,6 +115,34 @@ def test_object_leaving_the_frame_is_reported_empty() -> None:
     assert iou(resolved.masks[6], masks[6]) > 0.5  # half out of the frame: measured 0.67
 
 
+def _fast_clip() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A plain magenta disc jumping more than its own width (24 px) right each frame over a blocky background."""
+    rng = np.random.default_rng(1)
+    background = np.repeat(np.repeat(rng.integers(60, 140, (16, 40, 3)), 4, 0), 4, 1).astype(np.uint8)
+    frames, masks = [], []
+    for t in range(6):
+        frame = background.copy()
+        mask = np.zeros(frame.shape[:2], np.uint8)
+        cv2.circle(mask, (20 + 24 * t, 32), 10, 1, -1)
+        frame[mask.astype(bool)] = (230, 40, 220)
+        frames.append(frame)
+        masks.append(mask.astype(bool))
+    return frames, masks
+
+
+@pytest.mark.parametrize("template", [True, False])
+def test_fast_motion_is_followed_by_the_template_match(monkeypatch, template: bool) -> None:
+    frames, masks = _fast_clip()
+    if not template:
+        monkeypatch.setattr("pixelrefer.segment.flow.shift_by_template", lambda *args: None)
+    resolved = Region.from_mask(masks[0]).resolve(64, 160, 6, frames=frames, propagate=True)
+    scores = [iou(resolved.masks.get(t, np.zeros_like(masks[t])), masks[t]) for t in range(1, 6)]
+    if template:
+        assert min(scores) > 0.9, scores
+    else:  # dense flow alone loses an object that jumps further than its size: the reason for the template
+        assert min(scores) < 0.5, scores
+
+
 def test_get_segmenter_choice(monkeypatch, caplog) -> None:
     monkeypatch.delenv("PIXELREFER_SAM2", raising=False)
     with caplog.at_level("INFO"):

@@ -35,6 +35,47 @@ def warp_mask(flow_engine: cv2.DISOpticalFlow, prev: np.ndarray, cur: np.ndarray
     return warped >= 0.5
 
 
+def shift_by_template(prev: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """Move ``mask`` by the translation whose masked pixels of ``prev`` best match ``cur`` (squared difference),
+    searched within one object size around the mask: follows fast rigid motion that dense flow loses."""
+    box = _bbox(mask)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    reach = max(x1 - x0, y1 - y0)
+    height, width = mask.shape
+    sx0, sy0 = max(0, x0 - reach), max(0, y0 - reach)
+    sx1, sy1 = min(width, x1 + reach), min(height, y1 + reach)
+    template = np.ascontiguousarray(prev[y0:y1, x0:x1, :3], dtype=np.float32)
+    weights = np.repeat(mask[y0:y1, x0:x1, None], 3, axis=2).astype(np.float32)
+    search = np.ascontiguousarray(cur[sy0:sy1, sx0:sx1, :3], dtype=np.float32)
+    if search.shape[0] < template.shape[0] or search.shape[1] < template.shape[1]:
+        return None
+    cost = cv2.matchTemplate(search, template, cv2.TM_SQDIFF, mask=weights)
+    _, _, best, _ = cv2.minMaxLoc(cost)
+    dx, dy = sx0 + best[0] - x0, sy0 + best[1] - y0
+    moved = cv2.warpAffine(mask.astype(np.uint8), np.float32([[1, 0, dx], [0, 1, dy]]), (width, height),
+                           flags=cv2.INTER_NEAREST, borderValue=0)
+    return moved.astype(bool)
+
+
+def follow(engine: cv2.DISOpticalFlow, prev: np.ndarray, cur: np.ndarray, mask: np.ndarray,
+           reference: tuple[np.ndarray, int]) -> np.ndarray:
+    """The mask on ``cur``: the flow-warped or the template-shifted one, whichever looks more like the annotated
+    object, then re-segmented around it."""
+    candidates = [warp_mask(engine, prev, cur, mask)]
+    shifted = shift_by_template(prev, cur, mask)
+    if shifted is not None and shifted.sum() >= MIN_OBJECT_PIXELS:
+        candidates.append(shifted)
+
+    def distance(candidate: np.ndarray) -> float:
+        if candidate.sum() < MIN_OBJECT_PIXELS:
+            return float("inf")
+        return cv2.compareHist(reference[0], colour_histogram(cur, candidate), cv2.HISTCMP_BHATTACHARYYA)
+
+    return refine(cur, min(candidates, key=distance))
+
+
 def refine(frame: np.ndarray, warped: np.ndarray) -> np.ndarray:
     """Re-segment around a warped mask: its eroded core is object, a band around it is uncertain."""
     box = _bbox(warped)
@@ -81,7 +122,7 @@ def _run(order: list[int], frames: Sequence[np.ndarray], out: dict[int, np.ndarr
             continue
         mask = out[prev]
         if mask.any():
-            mask = refine(frames[cur], warp_mask(engine, frames[prev], frames[cur], mask))
+            mask = follow(engine, frames[prev], frames[cur], mask, reference)
             if not still_there(frames[cur], mask, reference):
                 logger.debug("the object is gone on frame %d", cur)
                 mask = np.zeros_like(mask)
