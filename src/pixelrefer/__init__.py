@@ -15,7 +15,7 @@ _EXPORTS = {
     "PixelReferConfig": "pixelrefer.config",
     "Region": "pixelrefer.regions",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a sorted list of the lazy names)
 __version__ = "0.1.0"
 
 

@@ -36,7 +36,7 @@ class VisualInputs:
     def num_regions(self) -> int:
         return 0 if self.crop_grid is None else int(self.crop_grid.shape[0])
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "VisualInputs":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> VisualInputs:
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
@@ -55,7 +55,7 @@ class ModelInputs:
     visual: VisualInputs | None = None
     labels: torch.Tensor | None = None
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "ModelInputs":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ModelInputs:
         return ModelInputs(
             input_ids=self.input_ids.to(device),
             attention_mask=self.attention_mask.to(device),

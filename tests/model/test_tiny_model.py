@@ -26,7 +26,7 @@ def test_every_preset_instantiates(name):
 
 
 def test_forward_loss_and_generate(tiny, scene):
-    img, m1, m2 = scene
+    img, m1, _m2 = scene
     p = tiny.processor
     sample = p.encode(img, [m1], [{"role": "user", "content": "What is <region>?"}, {"role": "assistant", "content": "a red box"}],
                       add_generation_prompt=False, with_labels=True)

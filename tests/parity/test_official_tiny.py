@@ -84,7 +84,7 @@ def test_preprocessing_exact(models, official_tiny, case):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_object_tokens_embeddings_logits_and_greedy(models, official_tiny, case):
-    model, tokenizer, sample, inputs, exp = _run(models, official_tiny, case)
+    model, tokenizer, _sample, inputs, exp = _run(models, official_tiny, case)
     gen = torch.Generator().manual_seed(1234)
     with torch.no_grad():
         v = inputs.visual

@@ -104,7 +104,7 @@ class PixelRefer:
         return self.processor.encode(media, regions, [{"role": "user", "content": question}], **kwargs)
 
     def _generate(self, input_ids, attention_mask, visual, generation: GenerationConfig, **kwargs):
-        inputs = dict(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+        inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
         if visual is not None:
             inputs["visual"] = visual.to(self.device, self.model.dtype)
         hf = generation.to_hf(self.eos_id, self.processor.pad_id)
@@ -186,7 +186,7 @@ class PixelRefer:
         def run() -> None:
             try:
                 self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation or GenerationConfig(), streamer=streamer)
-            except BaseException as exc:  # surfaced to the consumer below
+            except BaseException as exc:  # noqa: BLE001 (surfaced to the consumer below, even KeyboardInterrupt)
                 errors.append(exc)
                 streamer.end()
 
