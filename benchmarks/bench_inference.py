@@ -113,7 +113,7 @@ def main() -> None:
     lite_name = {"tiny": "tiny-lite", "nano": "nano-lite", "2b": "lite-2b", "7b": "lite-7b"}[args.preset]
     pr = PixelRefer.from_pretrained(args.preset, device=args.device, dtype=args.dtype, segmenter=None)
     dev, meter, rows = pr.device, Meter(pr.device), []
-    gen16 = GenerationConfig(max_new_tokens=16)
+    gen16 = GenerationConfig(max_new_tokens=16, min_new_tokens=16)  # exactly 16 tokens, whatever the weights say
     img, masks = scene(32)
 
     def add(name, fn, reps=args.reps):
@@ -163,7 +163,7 @@ def main() -> None:
         "prefill: all-position logits / last only": allp / last,
         "8 independent / describe-each shared": indep / shared,
         "first question / follow-up": first_q / fu,
-        "full / Lite (one query; answers may differ in length)": single / lite_single,
+        "full / Lite (one query, 16 tokens)": single / lite_single,
         "full / Lite (prefill of one query)": last / lite_last,
     }
     for k, v in ratios.items():

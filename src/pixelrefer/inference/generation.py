@@ -13,6 +13,7 @@ class GenerationConfig:
     """Decoding settings. Greedy by default (the official inference setting)."""
 
     max_new_tokens: int = 256
+    min_new_tokens: int = 0  # end-of-sequence is suppressed before this many tokens (benchmarks use it)
     do_sample: bool = False
     temperature: float = 0.2
     top_p: float = 0.9
@@ -23,6 +24,8 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
         if self.do_sample and self.temperature <= 0:
             raise ValueError("temperature must be > 0 when sampling")
         if not 0 < self.top_p <= 1:
