@@ -15,10 +15,13 @@ from pixelrefer.synth import world
 from pixelrefer.synth.build import build_dataset
 from pixelrefer.synth.scenes import SceneObject, render_scene
 from pixelrefer.synth.tasks import CATEGORY_PROMPT, noun_phrase
+from pixelrefer.synth.videos import render_video
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_OBJECTS = (3, 4)
+SAMPLE_FPS = 1.0  # the synthetic videos are sampled at 1 frame per second, as the models were trained
+MOTION_PROMPT = "In which direction does <region> move?"
 
 
 def synth(
@@ -82,3 +85,31 @@ def write_sample(out: Path, seed: int, image_size: int) -> None:
                    f"({noun_phrase(obj.size, obj.colour, obj.pattern, obj.category)}){parts}")
     clearest = max(scene.objects, key=lambda o: (not o.occluded, o.area))
     typer.echo(f'try: pixelrefer ask {image_path} --box {_box_arg(clearest)} "{CATEGORY_PROMPT}"')
+    write_sample_video(out, seed, image_size)
+
+
+def _mask_box(mask: np.ndarray) -> str:
+    ys, xs = np.nonzero(mask)
+    return f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}"
+
+
+def write_sample_video(out: Path, seed: int, image_size: int) -> None:
+    """A short clip (MP4 at 1 fps) of moving objects, its ground truth, and ready commands for objects on frame 0."""
+    from pixelrefer.media import write_video
+
+    video = render_video(np.random.default_rng(seed), (image_size, image_size), fps=SAMPLE_FPS)
+    clip_path = write_video(video.frames, out / "clip.mp4", fps=SAMPLE_FPS)
+    truth = [{"index": tr.index, "category": tr.spec.category, "colours": tr.colours, "motion": tr.motion,
+              "first_frame": tr.first_frame, "last_frame": tr.last_frame,
+              "box_on_first_frame": [int(v) for v in _mask_box(tr.masks[tr.first_frame]).split(",")]}
+             for tr in video.tracks]
+    (out / "clip.json").write_text(json.dumps({"video": clip_path.name, "fps": SAMPLE_FPS, "frames": len(video.frames),
+                                               "objects": truth}, indent=2) + "\n")
+    typer.echo(f"wrote {clip_path} ({len(video.frames)} frames at {SAMPLE_FPS:g} fps) and its ground truth clip.json")
+    on_first = [tr for tr in video.tracks if tr.first_frame == 0]
+    for tr in on_first:
+        typer.echo(f"track {tr.index} on frame 0: --box {_mask_box(tr.masks[0])}  truth: {tr.spec.category}, "
+                   f"motion {tr.motion}")
+    if on_first:
+        typer.echo(f'try: pixelrefer ask {clip_path} --box {_mask_box(on_first[0].masks[0])} --frame 0 '
+                   f'"{MOTION_PROMPT}" --overlay {out / "asked.gif"}')

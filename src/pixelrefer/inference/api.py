@@ -103,11 +103,13 @@ class PixelRefer:
     def _encode(self, media: Any, regions: Sequence[Any], question: str, **kwargs: Any) -> EncodedSample:
         return self.processor.encode(media, regions, [{"role": "user", "content": question}], **kwargs)
 
-    def _generate(self, input_ids, attention_mask, visual, generation: GenerationConfig, **kwargs):
+    def _generate(self, input_ids, attention_mask, visual, generation: GenerationConfig, return_dict: bool = False,
+                  **kwargs):
         inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
         if visual is not None:
             inputs["visual"] = visual.to(self.device, self.model.dtype)
         hf = generation.to_hf(self.eos_id, self.processor.pad_id)
+        hf.return_dict_in_generate = return_dict
         with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=[]):
             if generation.seed is not None:
                 torch.manual_seed(generation.seed)
@@ -225,7 +227,7 @@ class ChatSession:
         full = self.ids + sample.input_ids
         ids = torch.tensor([full])
         out = p._generate(ids, torch.ones_like(ids), collate_visual([sample]), generation or GenerationConfig(),
-                          cache=self.cache, return_dict_in_generate=True)
+                          return_dict=True, cache=self.cache)
         new = out.sequences[0, len(full):].tolist()
         answer = p._answers(out.sequences, len(full), [sample], [resolved])[0]
         closing = [] if (new and new[-1] == p.eos_id) else p.processor._tokenize(IM_END)
