@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from pixelrefer.model.modeling import region_grids
 from pixelrefer.processing.processor import PixelReferProcessor
 from pixelrefer.train.config import load_train_config
 from pixelrefer.train.dataset import SupervisedDataset, TaskFocus
@@ -61,12 +62,8 @@ def main() -> None:
 
     def logits(dataset: SupervisedDataset, idx: list[int]) -> torch.Tensor:
         visual = processor.collate([dataset[i] for i in idx]).visual
-        feats = model.encode_vision(visual)["crop"]
-        hw = visual.crop_grid[:, 1:].tolist()
-        pos = [p.view(h, w, 2) for p, (h, w) in zip(visual.crop_position.split([h * w for h, w in hw]), hw)]
-        mhw = visual.crop_mask_hw.tolist()
-        masks = [m.view(h, w) for m, (h, w) in zip(visual.crop_mask.split([h * w for h, w in mhw]), mhw)]
-        tokens = model.object_tokenizer.masked_tokens(feats, pos, masks)
+        positions, masks = region_grids(visual)
+        tokens = model.object_tokenizer.masked_tokens(model.encode_vision(visual)["crop"], positions, masks)
         return head(torch.stack([t.mean(0) for t in tokens]))
 
     def labels(dataset: SupervisedDataset, idx: list[int]) -> torch.Tensor:

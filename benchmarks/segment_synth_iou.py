@@ -23,6 +23,7 @@ import numpy as np
 
 from pixelrefer.media import load_image
 from pixelrefer.regions import Region
+from pixelrefer.synth.scenes import mask_box
 from pixelrefer.synth.videos import render_video
 from pixelrefer.train.data import parse_sample, read_samples, sample_ref
 
@@ -51,14 +52,12 @@ def longest_run(mask: np.ndarray) -> tuple[int, int, int]:
 
 
 def prompts(mask: np.ndarray) -> dict[str, Region]:
-    ys, xs = np.nonzero(mask)
-    box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
     depth = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
     inner = cv2.erode(mask.astype(np.uint8), np.ones((2 * BRUSH_PX + 1,) * 2, np.uint8)).astype(bool)
     row, start, stop = longest_run(inner if inner.any() else mask)
     stroke = [[int(c), row] for c in np.linspace(start, stop - 1, 5).round().astype(int)]
-    return {"box": Region.from_box(box), "click": Region.from_points([[int(x), int(y)]]),
+    return {"box": Region.from_box(list(mask_box(mask))), "click": Region.from_points([[int(x), int(y)]]),
             "scribble": Region.from_scribble(stroke, width=2 * BRUSH_PX)}
 
 

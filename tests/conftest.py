@@ -18,6 +18,16 @@ def _restore_torch_state():
     torch.set_default_dtype(dtype)
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test, restored after: tiny models are fastest so, and far faster than on an
+    oversubscribed two."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def official_tiny() -> Path:
     return OFFICIAL_TINY

@@ -21,12 +21,7 @@ MASK = np.zeros((H, W), bool)
 MASK[20:50, 30:70] = True
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 PROMPTS = {

@@ -7,19 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from train_fixtures import N_IMAGES, image_sample, video_sample
 
 from pixelrefer.train.config import load_train_config
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are fastest on one thread, and far faster on one thread than on an oversubscribed two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every training test runs on one thread (see ``one_thread``)."""
 
 
 @pytest.fixture(scope="session")

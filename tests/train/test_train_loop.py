@@ -92,3 +92,14 @@ def test_no_decay_for_biases_and_norms(tiny_config):
         for p in group["params"]:
             vector = p.ndim < 2 or "norm" in names[id(p)]
             assert group["weight_decay"] == (0.0 if vector else 0.1), names[id(p)]
+
+
+def test_train_cli_scores_splits_with_the_harness(tiny_config, tmp_path):
+    from pixelrefer.cli.train import train
+
+    cfg = tiny_config("max_steps=2", "device=cpu")
+    config_file = cfg.save(tmp_path / "cfg")
+    train(overrides=None, config=str(config_file), resume="never", evaluate=["val.json"], progress=False)
+    results = json.loads((Path(cfg.output_dir) / "eval-val" / "results.json").read_text())
+    predictions = (Path(cfg.output_dir) / "eval-val" / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == 4 and "category acc" in results["metrics"]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from pixelrefer.synth import world
 from pixelrefer.synth.build import build_dataset
-from pixelrefer.synth.scenes import SceneObject, render_scene
+from pixelrefer.synth.scenes import Box, mask_box, render_scene
 from pixelrefer.synth.tasks import CATEGORY_PROMPT, noun_phrase
 from pixelrefer.synth.videos import render_video
 
@@ -59,9 +59,8 @@ def synth(
         typer.echo(f"tokenizer: {len(tok)} tokens -> {out / 'tokenizer'}")
 
 
-def _box_arg(obj: SceneObject) -> str:
-    x0, y0, x1, y1 = obj.box
-    return f"{x0},{y0},{x1},{y1}"
+def _box_arg(box: Box) -> str:
+    return ",".join(str(v) for v in box)
 
 
 def write_sample(out: Path, seed: int, image_size: int) -> None:
@@ -81,16 +80,11 @@ def write_sample(out: Path, seed: int, image_size: int) -> None:
                f"masks mask_<i>.png and ground truth scene.json in {out}")
     for obj in scene.objects:
         parts = f"  parts: {', '.join(world.part_label(obj.category, p.name) for p in obj.parts)}" if obj.parts else ""
-        typer.echo(f"object {obj.index}: --box {_box_arg(obj)}  truth: {obj.category} "
+        typer.echo(f"object {obj.index}: --box {_box_arg(obj.box)}  truth: {obj.category} "
                    f"({noun_phrase(obj.size, obj.colour, obj.pattern, obj.category)}){parts}")
     clearest = max(scene.objects, key=lambda o: (not o.occluded, o.area))
-    typer.echo(f'try: pixelrefer ask {image_path} --box {_box_arg(clearest)} "{CATEGORY_PROMPT}"')
+    typer.echo(f'try: pixelrefer ask {image_path} --box {_box_arg(clearest.box)} "{CATEGORY_PROMPT}"')
     write_sample_video(out, seed, image_size)
-
-
-def _mask_box(mask: np.ndarray) -> str:
-    ys, xs = np.nonzero(mask)
-    return f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}"
 
 
 def write_sample_video(out: Path, seed: int, image_size: int) -> None:
@@ -101,15 +95,15 @@ def write_sample_video(out: Path, seed: int, image_size: int) -> None:
     clip_path = write_video(video.frames, out / "clip.mp4", fps=SAMPLE_FPS)
     truth = [{"index": tr.index, "category": tr.spec.category, "colours": tr.colours, "motion": tr.motion,
               "first_frame": tr.first_frame, "last_frame": tr.last_frame,
-              "box_on_first_frame": [int(v) for v in _mask_box(tr.masks[tr.first_frame]).split(",")]}
+              "box_on_first_frame": list(mask_box(tr.masks[tr.first_frame]))}
              for tr in video.tracks]
     (out / "clip.json").write_text(json.dumps({"video": clip_path.name, "fps": SAMPLE_FPS, "frames": len(video.frames),
                                                "objects": truth}, indent=2) + "\n")
     typer.echo(f"wrote {clip_path} ({len(video.frames)} frames at {SAMPLE_FPS:g} fps) and its ground truth clip.json")
     on_first = [tr for tr in video.tracks if tr.first_frame == 0]
     for tr in on_first:
-        typer.echo(f"track {tr.index} on frame 0: --box {_mask_box(tr.masks[0])}  truth: {tr.spec.category}, "
+        typer.echo(f"track {tr.index} on frame 0: --box {_box_arg(mask_box(tr.masks[0]))}  truth: {tr.spec.category}, "
                    f"motion {tr.motion}")
     if on_first:
-        typer.echo(f'try: pixelrefer ask {clip_path} --box {_mask_box(on_first[0].masks[0])} --frame 0 '
+        typer.echo(f'try: pixelrefer ask {clip_path} --box {_box_arg(mask_box(on_first[0].masks[0]))} --frame 0 '
                    f'"{MOTION_PROMPT}" --overlay {out / "asked.gif"}')

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -11,12 +10,15 @@ import typer
 
 logger = logging.getLogger(__name__)
 
+EVAL_BATCH_SIZE = 16
+EVAL_MAX_NEW_TOKENS = 64  # the synthetic answers are short; a weak model must not ramble for 1,024 tokens
+
 
 def train(
     overrides: Annotated[list[str] | None, typer.Argument(help="Dotted key=value overrides, e.g. max_steps=100.")] = None,
     config: Annotated[str, typer.Option("--config", "-c", help="A train config name (nano, nano-lite, ...) or a YAML file.")] = "nano",
     resume: Annotated[str, typer.Option(help="'never', 'auto' (latest checkpoint of the output folder) or a checkpoint folder.")] = "never",
-    evaluate: Annotated[list[str] | None, typer.Option("--eval", help="After training, exact-match accuracy on these split files (e.g. test.json).")] = None,
+    evaluate: Annotated[list[str] | None, typer.Option("--eval", help="After training, score these split files of the data root (e.g. test.json) with `pixelrefer eval synthetic`; results in OUTPUT_DIR/eval-SPLIT.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train PixelRefer / PixelRefer-Lite per a config; writes the resolved config, metrics.jsonl and the model."""
@@ -28,24 +30,14 @@ def train(
     out = run(cfg, resume=resume)
     typer.echo(f"model + tokenizer -> {out}; config and metrics in {cfg.output_dir}")
     for split in evaluate or []:
-        accuracy = evaluate_split(out, Path(cfg.data.root) / split, Path(cfg.output_dir), progress)
-        typer.echo(f"{split}: " + ", ".join(f"{k}={v:.3f}" for k, v in accuracy.items()))
+        evaluate_split(out, Path(cfg.data.root) / split, Path(cfg.output_dir) / f"eval-{Path(split).stem}",
+                       cfg.device, progress)
 
 
-def evaluate_split(model_dir: Path, data_file: Path, out_dir: Path, progress: bool) -> dict[str, float]:
-    """Exact-match accuracy of an exported model on one data file; written to ``out_dir``."""
-    import torch
+def evaluate_split(model_dir: Path, data_file: Path, out_dir: Path, device: str, progress: bool) -> None:
+    """Score the exported model on one split with the harness's synthetic benchmark (prints its results table)."""
+    from pixelrefer.cli.eval import eval_command
+    from pixelrefer.utils.device import resolve_device
 
-    from pixelrefer.model.loading import load_checkpoint
-    from pixelrefer.processing.processor import PixelReferProcessor
-    from pixelrefer.train.dataset import SupervisedDataset
-    from pixelrefer.train.evaluate import answer_accuracy
-
-    model, tokenizer = load_checkpoint(model_dir, torch.device("cpu"), torch.float32)
-    processor = PixelReferProcessor(tokenizer, model.config)
-    dataset = SupervisedDataset(data_file, processor, validate=False)
-    report = answer_accuracy(model, processor, dataset, progress=progress)
-    accuracy = report.accuracy()
-    (out_dir / f"accuracy-{data_file.stem}.json").write_text(
-        json.dumps({"accuracy": accuracy, "counts": dict(report.total), "errors": report.examples}, indent=2))
-    return accuracy
+    eval_command("synthetic", out=out_dir, data=data_file, model=str(model_dir), device=str(resolve_device(device)),
+                 batch_size=EVAL_BATCH_SIZE, max_new_tokens=EVAL_MAX_NEW_TOKENS, meteor=False, progress=progress)

@@ -59,6 +59,15 @@ class PixelReferPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
 
 
+def region_grids(visual: VisualInputs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per region: its crop's box position grid ``(gh, gw, 2)`` and its mask on the token grid ``(mh, mw)``."""
+    hw = visual.crop_grid[:, 1:].tolist()
+    positions = [p.view(h, w, 2) for p, (h, w) in zip(visual.crop_position.split([h * w for h, w in hw]), hw)]
+    mask_hw = visual.crop_mask_hw.tolist()
+    masks = [m.view(h, w) for m, (h, w) in zip(visual.crop_mask.split([h * w for h, w in mask_hw]), mask_hw)]
+    return positions, masks
+
+
 class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "language_model.embed_tokens.weight"}
 
@@ -124,10 +133,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
         self, visual: VisualInputs, feats: dict[str, list[torch.Tensor]], generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Object tokens of every region in LLM width, concatenated in placeholder order."""
-        hw = visual.crop_grid[:, 1:].tolist()
-        positions = [p.view(h, w, 2) for p, (h, w) in zip(visual.crop_position.split([h * w for h, w in hw]), hw)]
-        mask_hw = visual.crop_mask_hw.tolist()
-        masks = [m.view(h, w) for m, (h, w) in zip(visual.crop_mask.split([h * w for h, w in mask_hw]), mask_hw)]
+        positions, masks = region_grids(visual)
         pooled = self.object_tokenizer(feats["crop"], positions, masks, generator=generator)
         if self.oci is not None:
             objects = pad_to(pooled, self.config.mask_num)
