@@ -18,6 +18,8 @@ VARIANTS: tuple[str, ...] = ("full", "lite")
 # (crop rounding, mask-to-grid resizing, the row/column swap of the box position grid; see docs/conventions.md).
 # "clean" is the corrected geometry, for models trained by this package from scratch.
 GEOMETRIES: tuple[str, ...] = ("official", "clean")
+REGION_ENCODERS: tuple[str, ...] = ("scale_adaptive", "mask_pooling")
+DOWNSCALE_THRESHOLD: dict[str, int] = {"full": 100, "lite": 50}  # official shrink threshold (patches) per variant
 
 
 class PixelReferConfig(PretrainedConfig):
@@ -40,6 +42,9 @@ class PixelReferConfig(PretrainedConfig):
         oci_num_heads: heads of the two Lite cross-attentions; oci_layer_norm_eps: their query LayerNorm eps.
         global_view_size / local_view_size: side of the Lite whole-frame and local-crop views.
         max_crop_patches: patch budget of one region crop (official training value: 8192).
+        region_encoder: ``"scale_adaptive"`` (the paper's tokenizer: a zoomed crop around each region) or
+            ``"mask_pooling"``, the ablation baseline: the whole frame encoded at the crop budget, no zoom, its
+            features pooled inside the mask (the fixed-resolution mask pooling of earlier region models).
     """
 
     model_type = "pixelrefer"
@@ -65,12 +70,15 @@ class PixelReferConfig(PretrainedConfig):
         global_view_size: int = 336,
         local_view_size: int = 224,
         max_crop_patches: int = 8192,
+        region_encoder: str = "scale_adaptive",
         **kwargs: Any,
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
         if region_geometry not in GEOMETRIES:
             raise ValueError(f"unknown region_geometry {region_geometry!r}; expected one of {GEOMETRIES}")
+        if region_encoder not in REGION_ENCODERS:
+            raise ValueError(f"unknown region_encoder {region_encoder!r}; expected one of {REGION_ENCODERS}")
         if mask_num < 1:
             raise ValueError(f"mask_num must be >= 1, got {mask_num}")
         if isinstance(vision_config, dict):
@@ -97,7 +105,7 @@ class PixelReferConfig(PretrainedConfig):
         self.kmeans_iterations = kmeans_iterations if kmeans_iterations is not None else (5 if variant == "full" else 3)
         self.kmeans_seed = kmeans_seed
         self.downscale_threshold_patches = (
-            downscale_threshold_patches if downscale_threshold_patches is not None else (100 if variant == "full" else 50)
+            downscale_threshold_patches if downscale_threshold_patches is not None else DOWNSCALE_THRESHOLD[variant]
         )
         self.region_geometry = region_geometry
         self.oci_num_heads = oci_num_heads
@@ -105,6 +113,7 @@ class PixelReferConfig(PretrainedConfig):
         self.global_view_size = global_view_size
         self.local_view_size = local_view_size
         self.max_crop_patches = max_crop_patches
+        self.region_encoder = region_encoder
         kwargs.setdefault("tie_word_embeddings", getattr(text_config, "tie_word_embeddings", False))
         super().__init__(**kwargs)
 

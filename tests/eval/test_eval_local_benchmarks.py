@@ -118,6 +118,16 @@ def test_synthetic_benchmark_from_synth_build(tmp_path: Path) -> None:
     predictions = read_jsonl(tmp_path / "oracle" / "predictions.jsonl")
     assert {p["ref"]["media"] for p in predictions} == {"image", "video"}
 
+    size = {p["id"]: p["ref"]["size"] for p in predictions}
+    category = {s["id"] for s in samples if s["meta"]["task"] in ("category", "part_category")}
+    sizes = {size[i] for i in category}
+    assert len(sizes) >= 2, "the fixture should ask about objects of several sizes"
+    small = min(sizes, key=["tiny", "small", "medium", "large"].index)
+    only_small = _run("synthetic", files, tmp_path / "small", FakePredictor(
+        lambda r: truth[r.id] if r.id in category and size[r.id] == small else "zzz"))
+    per_size = only_small["groups"]["category_accuracy_per_object_size"]
+    assert per_size == {s: (100.0 if s == small else 0.0) for s in sizes}
+
 
 def test_predictor_adapter_maps_video_frames(tmp_path: Path) -> None:
     from pixelrefer.eval.predictor import to_media_and_regions

@@ -209,3 +209,22 @@ def test_sampling_is_seeded(tiny, scene):
                                                                                  temperature=1.5, seed=s)).token_ids)
               for s in (4, 5, 6)}
     assert len(others | {tuple(a)}) > 1
+
+
+def test_mask_pooling_baseline_runs_through_the_model(tiny, scene):
+    import copy
+
+    from pixelrefer.processing.processor import PixelReferProcessor
+
+    img, m1, _ = scene
+    config = copy.deepcopy(tiny.model.config)
+    config.region_encoder = "mask_pooling"
+    pooled = PixelReferProcessor(tiny.processor.tokenizer, config)
+    messages = [{"role": "user", "content": "What is <region>?"}]
+    a = tiny.processor.encode(img, [m1], messages, add_generation_prompt=True, with_labels=False)
+    b = pooled.encode(img, [m1], messages, add_generation_prompt=True, with_labels=False)
+    assert b.crops[0].box == (0, 0, 111, 139) and b.crops[0].scale == 1.0 and a.crops[0].box != b.crops[0].box
+    with torch.no_grad():
+        la = tiny.model(**tiny.processor.collate([a]).as_kwargs()).logits[0, -1]
+        lb = tiny.model(**pooled.collate([b]).as_kwargs()).logits[0, -1]
+    assert torch.isfinite(lb).all() and not torch.allclose(la, lb)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pixelrefer.synth import world
+from pixelrefer.synth import scenes, world
 from pixelrefer.synth.scenes import object_rgb, render_scene
 from pixelrefer.synth.videos import DIRECTIONS, render_video
 
@@ -57,6 +57,24 @@ def test_held_out_combos_are_excluded_or_required() -> None:
     assert sum(any(o.spec.held_out for o in s.objects) for s in required) >= 9
     with pytest.raises(ValueError):
         render_scene(np.random.default_rng(0), held_out="sometimes")
+
+
+def test_off_palette_scenes_never_show_a_named_colour() -> None:
+    palette = np.array(list(world.COLOURS.values()), dtype=np.float32)
+    same_layout = 0
+    for seed in range(12):
+        named = render_scene(np.random.default_rng(seed))
+        free = render_scene(np.random.default_rng(seed), palette=False)
+        same_layout += [o.box for o in named.objects] == [o.box for o in free.objects]
+        for obj in free.objects:
+            own = obj.mask.copy()
+            for part in obj.parts:  # fixed-colour parts (wheels, poles, ...) keep their colours
+                if not any(p.name == part.name and p.coloured for p in world.COMPOSITES[obj.category]):
+                    own &= ~part.mask
+            colours = np.unique(free.image[own].astype(np.float32), axis=0)
+            distance = np.linalg.norm(colours[:, None] - palette[None], axis=2).min()
+            assert distance >= scenes.OFF_PALETTE_DISTANCE - 1, (seed, obj.category, distance)
+    assert same_layout == 12, "the colours are drawn after the layout: same objects, same places"
 
 
 def test_video_is_deterministic_and_motion_facts_match_masks() -> None:

@@ -66,6 +66,23 @@ def test_crop_plan_covers_the_object_with_about_k_cells(variant, geometry):
     assert (crop.local_view is not None) == (variant == "lite")
 
 
+def test_mask_pooling_baseline_reads_the_whole_frame_without_zoom():
+    img = np.zeros((196, 280, 3), np.uint8)
+    mask = np.zeros((196, 280), bool)
+    mask[90:100, 140:152] = True
+    common = dict(mask_num=16, downscale_threshold_patches=100, max_crop_patches=70)
+    sat = plan_crop(img, mask, CropSpec("full", "clean", **common))
+    pooled = plan_crop(img, mask, CropSpec("full", "clean", scale_adaptive=False, **common))
+    assert pooled.scale == 1.0 and pooled.box == (0, 0, 195, 279)
+    assert pooled.grid == (1, 7, 10)  # the frame fitted into the 70-patch budget
+    assert int((pooled.mask_grid > 0).sum()) == 1 < int((sat.mask_grid > 0).sum())
+    assert sat.scale > 1 and sat.box != pooled.box
+    with pytest.raises(ValueError, match="region_encoder"):
+        from pixelrefer.config import PixelReferConfig
+
+        PixelReferConfig(region_encoder="roi_align")
+
+
 def test_region_expansion_and_errors():
     assert expand_regions("a <region> b <region>", [None, None]) == "a [<REGION>] b [<REGION>]"
     assert expand_regions("<region>", [[0.0, 1.25]]) == "[Time 0.0:<REGION>,Time 1.2:<REGION>]"

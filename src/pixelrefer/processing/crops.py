@@ -12,6 +12,9 @@ Two geometries (``PixelReferConfig.region_geometry``):
   patches instead of 100. Both use :func:`position_grid_official`, which swaps rows and columns.
 * ``clean`` uses an inclusive box, an area-weighted mask (a cell is in the object when at least half covered, and
   the best-covered cell always is) and :func:`position_grid_xy`.
+
+With ``scale_adaptive=False`` (``PixelReferConfig.region_encoder="mask_pooling"``, an ablation baseline) the "crop"
+is the whole frame at zoom 1, fitted into the same patch budget: the mask then selects the frame's features.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class CropSpec:
     downscale_threshold_patches: int
     max_crop_patches: int
     local_view_size: int = 224
+    scale_adaptive: bool = True
 
 
 @dataclass
@@ -122,11 +126,14 @@ def _token_count(mask_grid: np.ndarray, spec: CropSpec) -> int:
 def plan_crop(image: np.ndarray, mask: np.ndarray, spec: CropSpec) -> RegionCrop:
     """Crop plan of one non-empty boolean mask on an (H, W, 3) uint8 frame."""
     height, width = mask.shape
-    slice_box, stored_box = _box(mask, spec)
+    if spec.scale_adaptive:
+        slice_box, stored_box = _box(mask, spec)
+        s = scale_rate(int(mask.sum()), spec.mask_num, spec.downscale_threshold_patches)
+    else:
+        slice_box, stored_box, s = (0, 0, height, width), (0, 0, height - 1, width - 1), 1.0
     r0, c0, r1, c1 = slice_box
     crop = image[r0:r1, c0:c1]
     crop_h, crop_w = r1 - r0, c1 - c0
-    s = scale_rate(int(mask.sum()), spec.mask_num, spec.downscale_threshold_patches)
     rh = max(PATCH_SIZE, math.ceil(crop_h * s / PATCH_SIZE) * PATCH_SIZE)
     rw = max(PATCH_SIZE, math.ceil(crop_w * s / PATCH_SIZE) * PATCH_SIZE)
     shrink = spec.variant == "lite" and not (rh >= crop_h or rw >= crop_w)

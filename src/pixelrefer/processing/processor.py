@@ -129,6 +129,7 @@ class PixelReferProcessor:
             downscale_threshold_patches=config.downscale_threshold_patches,
             max_crop_patches=config.max_crop_patches,
             local_view_size=config.local_view_size,
+            scale_adaptive=config.region_encoder == "scale_adaptive",
         )
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else tokenizer.eos_token_id

@@ -26,6 +26,7 @@ MIN_PART_PIXELS = 12  # a part smaller than this (visible) is never asked about
 COLOUR_JITTER = 12
 PATTERN_SHADE = 0.55  # stripes and dots use the object colour times this factor
 MAX_PLACEMENT_TRIES = 40
+OFF_PALETTE_DISTANCE = 60.0  # RGB distance of an off-palette colour from every named colour (jitter is +-12)
 BACKGROUND_OCTAVES = ((4, 24.0), (16, 10.0))  # (grid cells, amplitude) of the smooth noise
 BACKGROUND_CHROMA = 0.35  # colour share of the background noise
 
@@ -274,10 +275,21 @@ def object_rgb(spec: ObjectSpec, colour: str) -> np.ndarray:
     return np.clip(np.array(world.COLOURS[colour], dtype=np.float32) + np.array(spec.jitter), 0, 255)
 
 
+def off_palette_rgb(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random colour that, and whose pattern shade, is at least ``OFF_PALETTE_DISTANCE`` away from every
+    named colour (rejection sampling)."""
+    palette = np.array(list(world.COLOURS.values()), dtype=np.float32)
+    while True:
+        rgb = rng.uniform(0, 255, size=3).astype(np.float32)
+        shades = np.stack([rgb, rgb * PATTERN_SHADE])
+        if np.linalg.norm(palette[None] - shades[:, None], axis=2).min() >= OFF_PALETTE_DISTANCE:
+            return rgb
+
+
 def paint(canvas: np.ndarray, spec: ObjectSpec, center: Point, layers: PartMasks,
-          colour: str) -> None:
-    """Paint one object's parts onto a float canvas in place."""
-    rgb = object_rgb(spec, colour)
+          colour: str | np.ndarray) -> None:
+    """Paint one object's parts onto a float canvas in place (``colour``: a name of the palette, or an RGB)."""
+    rgb = object_rgb(spec, colour) if isinstance(colour, str) else np.asarray(colour, dtype=np.float32)
     specs = {p.name: p for p in world.COMPOSITES.get(spec.category, ())}
     pattern = _pattern_mask(spec, center, canvas.shape[:2])
     for name, mask in layers:
@@ -365,6 +377,7 @@ def render_scene(
     size: tuple[int, int] = (224, 224),
     n_objects: tuple[int, int] = (3, 6),
     held_out: str = "exclude",
+    palette: bool = True,
 ) -> Scene:
     """Render one scene.
 
@@ -374,6 +387,8 @@ def render_scene(
         n_objects: inclusive range of the number of objects.
         held_out: `"exclude"` never draws a held-out (category, colour) combination (train/val/test),
             `"require"` makes the first object a held-out one and allows anything for the others.
+        palette: paint objects in their named colour; False paints each in a random off-palette colour
+            (:func:`off_palette_rgb`; the objects' ``colour`` facts are then meaningless), as vision pretraining does.
     """
     if held_out not in ("exclude", "require"):
         raise ValueError(f"held_out must be 'exclude' or 'require', got {held_out!r}")
@@ -397,7 +412,7 @@ def render_scene(
                 break
     canvas = background(rng, hw)
     for (spec, center), layers in zip(placed, full):
-        paint(canvas, spec, center, layers, spec.colour)
+        paint(canvas, spec, center, layers, spec.colour if palette else off_palette_rgb(rng))
     image = finish(canvas)
     return Scene(image=image, objects=_collect(placed, full))
 

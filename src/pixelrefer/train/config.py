@@ -28,6 +28,7 @@ class ModelSection:
     preset: str = "tiny"  # a random-init preset of pixelrefer.presets.RANDOM_PRESETS
     init_from: str | None = None  # or a checkpoint folder to start from (then preset is ignored)
     overrides: dict[str, Any] = field(default_factory=dict)  # PixelReferConfig fields, for a preset init
+    vision_init: str | None = None  # a vision pretraining folder whose weights replace the preset's vision tower
 
 
 @dataclass
@@ -60,10 +61,32 @@ class OptimSection:
 
 
 @dataclass
+class VisionPretrainSection:
+    """Region-label pretraining of the vision tower on rendered synthetic scenes (pixelrefer.train.vision_pretrain);
+    run into ``model.vision_init`` when that folder has no weights yet."""
+
+    steps: int = 2000
+    batch_size: int = 64  # regions per step
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    workers: int = 1  # DataLoader workers rendering scenes (the stream depends on this count)
+    image_size: int = 224
+    off_palette_colours: bool = True  # paint objects in random colours away from the named ones (see the module)
+    val_regions: int = 512
+    eval_every: int = 250
+    log_every: int = 10
+
+
+@dataclass
 class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    vision_pretrain: VisionPretrainSection | None = None
     stage: str = "scratch"  # a name of pixelrefer.train.stages.STAGES
     lrs: dict[str, float | None] = field(default_factory=dict)  # per module group, overriding the stage
     lr_scale: float = 1.0  # multiplies every lr of the stage

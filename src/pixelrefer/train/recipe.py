@@ -58,7 +58,27 @@ def build_model(cfg: TrainConfig, tokenizer: Any) -> PixelReferForConditionalGen
 
     config = preset_config(cfg.model.preset, tokenizer, **cfg.model.overrides)
     seed_everything(cfg.seed)
-    return PixelReferForConditionalGeneration(config)
+    model = PixelReferForConditionalGeneration(config)
+    if cfg.model.vision_init is not None:
+        prepare_vision(cfg, model)
+    return model
+
+
+def prepare_vision(cfg: TrainConfig, model: PixelReferForConditionalGeneration) -> None:
+    """Load ``model.vision_init`` into the model, running the vision pretraining there first if it is absent."""
+    from pixelrefer.train.vision_pretrain import WEIGHTS_FILE, load_vision_weights, pretrain_vision
+    from pixelrefer.utils.device import resolve_device
+
+    folder = Path(str(cfg.model.vision_init))
+    if not (folder / WEIGHTS_FILE).is_file():
+        if cfg.vision_pretrain is None:
+            raise FileNotFoundError(f"{folder / WEIGHTS_FILE} does not exist and vision_pretrain is not set")
+        logger.info("pretraining the vision tower into %s", folder)
+        device = resolve_device(cfg.device)
+        pretrain_vision(model.to(device), cfg.vision_pretrain, folder, device, cfg.progress)
+        model.to("cpu")
+    load_vision_weights(model, folder)
+    logger.info("vision tower and box position embedding loaded from %s", folder)
 
 
 def build_trainer(cfg: TrainConfig, resume: str = "never") -> tuple[Trainer, Any]:

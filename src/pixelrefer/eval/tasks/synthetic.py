@@ -55,6 +55,15 @@ def _answer(sample: dict[str, Any]) -> str:
     return str(turns[0].get("value", "")) if turns else ""
 
 
+def _target_size(meta: dict[str, Any]) -> str | None:
+    """Size word of the one object a single-target question is about (parts: their object's size)."""
+    targets, objects = meta.get("targets") or [], meta.get("objects") or []
+    if len(targets) != 1 or not isinstance(targets[0], dict):
+        return None
+    found = [o for o in objects if isinstance(o, dict) and o.get("index") == targets[0].get("object")]
+    return str(found[0]["size"]) if found and "size" in found[0] else None
+
+
 class Synthetic(Task):
     name = "synthetic"
     title = "Synthetic region benchmark (pixelrefer.synth)"
@@ -71,6 +80,7 @@ class Synthetic(Task):
                 "task": str(meta.get("task", "unknown")),
                 "media": str(meta.get("media", "image")),
                 "Answer": _answer(sample),
+                "size": _target_size(meta),
             }
             items.append(EvalItem(item_id, index, ref, self._builder(item_id, sample, media_root)))
         return items
@@ -103,6 +113,7 @@ class Synthetic(Task):
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
         correct: dict[str, list[bool]] = defaultdict(list)
         captions: dict[str, list[Record]] = defaultdict(list)
+        by_size: dict[str, list[bool]] = defaultdict(list)
         items = []
         for r in records:
             task, media = r["ref"]["task"], r["ref"]["media"]
@@ -118,6 +129,8 @@ class Synthetic(Task):
             )
             correct[f"{media}/{task}"].append(ok)
             correct[GROUPS.get(task, task)].append(ok)
+            if GROUPS.get(task) == "category" and r["ref"].get("size"):
+                by_size[r["ref"]["size"]].append(ok)
             items.append({"id": r["id"], "task": f"{media}/{task}", "correct": ok})
         per_task = {k: 100.0 * sum(v) / len(v) for k, v in correct.items() if "/" in k}
         metrics = {f"{k} acc": 100.0 * sum(v) / len(v) for k, v in correct.items() if "/" not in k}
@@ -131,7 +144,8 @@ class Synthetic(Task):
         return TaskResult(
             metrics=metrics,
             counts=counts_of(records),
-            groups={"accuracy_per_task": per_task},
+            groups={"accuracy_per_task": per_task,
+                    "category_accuracy_per_object_size": {k: 100.0 * sum(v) / len(v) for k, v in by_size.items()}},
             notes=notes,
             item_scores=items,
         )

@@ -1,0 +1,122 @@
+"""Vision pretraining: the region stream, the trained tensors, loading them, and the recipe's use of it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pixelrefer.synth import world
+from pixelrefer.train.config import VisionPretrainSection
+from pixelrefer.train.recipe import build_model, prepare_tokenizer
+from pixelrefer.train.vision_pretrain import (
+    METRICS_FILE,
+    PREFIXES,
+    WEIGHTS_FILE,
+    SyntheticRegions,
+    collate_regions,
+    crop_spec,
+    load_vision_weights,
+    pretrain_vision,
+)
+
+SHORT = VisionPretrainSection(steps=4, batch_size=6, warmup_steps=1, workers=0, val_regions=6, eval_every=2,
+                              log_every=1, image_size=112)
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    cfg = tiny_config()
+    return build_model(cfg, prepare_tokenizer(cfg))
+
+
+def _stream(model, seed: int = 0, stream: int = 0) -> SyntheticRegions:
+    return SyntheticRegions(crop_spec(model), world.category_labels(), seed, stream, 112, 12)
+
+
+def test_region_stream_is_seeded_and_labelled(tiny_model):
+    first = list(itertools.islice(iter(_stream(tiny_model)), 12))
+    again = list(itertools.islice(iter(_stream(tiny_model)), 12))
+    other = list(itertools.islice(iter(_stream(tiny_model, stream=1)), 12))
+    assert [lab for _, lab, _ in first] == [lab for _, lab, _ in again]
+    assert all(np.array_equal(a.patches, b.patches) for (a, _, _), (b, _, _) in zip(first, again))
+    assert not all(np.array_equal(a.patches, b.patches) for (a, _, _), (b, _, _) in zip(first, other))
+    labels = world.category_labels()
+    assert all(0 <= lab < len(labels) for _, lab, _ in first)
+    for crop, _, _ in first:  # every crop keeps some of its object on the token grid, inside the crop budget
+        assert crop.mask_grid.sum() >= 1
+        assert crop.patches.shape[0] <= tiny_model.config.max_crop_patches
+    visual, target, sizes = collate_regions(first[:5])
+    assert visual.num_regions == 5 and target.tolist() == [lab for _, lab, _ in first[:5]]
+    assert set(sizes) <= set(world.SIZES)
+
+
+def test_held_out_stream_keeps_only_held_out_objects(tiny_model):
+    from pixelrefer.synth.scenes import render_scene
+
+    stream = SyntheticRegions(crop_spec(tiny_model), world.category_labels(), 0, 2, 112, 12, palette=True,
+                              held_out="require")
+    for i in range(4):
+        scene = render_scene(np.random.default_rng([0, 2, i]), (112, 112), held_out="require")
+        held = [o for o in scene.objects if o.spec.held_out]
+        names = [world.part_label(o.category, None) for o in held]
+        got = [world.category_labels()[lab] for _, lab, _ in stream.regions(i)]
+        assert [g for g in got if ":" not in g] == names
+
+
+def test_pretraining_trains_only_the_vision_side_and_round_trips(tiny_model, tmp_path):
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    pretrain_vision(tiny_model, SHORT, tmp_path / "vision", torch.device("cpu"), progress=False)
+    after = tiny_model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(PREFIXES) for k in changed)
+    assert any(k.startswith("object_tokenizer.pos_proj.") for k in changed)
+    records = [json.loads(line) for line in (tmp_path / "vision" / METRICS_FILE).read_text().splitlines()]
+    evals = [r for r in records if r["type"] == "eval"]
+    assert [r["step"] for r in evals] == [2, 4]
+    for r in evals:
+        assert set(r["per_size"]) == {"val", "heldout"} and r["heldout_accuracy"] == r["per_size"]["heldout"]["all"]
+        assert set(r["per_size"]["val"]) - {"all"} <= set(world.SIZES)
+    assert all(np.isfinite(r["loss"]) for r in records if r["type"] == "train")
+
+    fresh = type(tiny_model)(tiny_model.config)
+    load_vision_weights(fresh, tmp_path / "vision")
+    for k, v in fresh.state_dict().items():
+        if k.startswith(PREFIXES):
+            assert torch.equal(v, after[k]), k
+
+
+def test_loading_into_a_different_model_is_an_error(tiny_model, tmp_path, tiny_config):
+    pretrain_vision(tiny_model, SHORT, tmp_path / "vision", torch.device("cpu"), progress=False)
+    cfg = tiny_config("model.preset=nano-arch")
+    other = build_model(cfg, prepare_tokenizer(cfg))
+    with pytest.raises(ValueError, match="does not fit the model: missing"):
+        load_vision_weights(other, tmp_path / "vision")
+
+
+def test_recipe_pretrains_once_then_reuses(tiny_config, tmp_path):
+    folder = tmp_path / "shared-vision"
+    overrides = [f"model.vision_init={folder}", "vision_pretrain.steps=2", "vision_pretrain.batch_size=4",
+                 "vision_pretrain.workers=0", "vision_pretrain.val_regions=4", "vision_pretrain.image_size=112"]
+    cfg = tiny_config(*overrides)
+    model = build_model(cfg, prepare_tokenizer(cfg))
+    assert (folder / WEIGHTS_FILE).is_file()
+    stamp = (folder / WEIGHTS_FILE).stat().st_mtime_ns
+    again = build_model(cfg, prepare_tokenizer(cfg))  # the folder exists: loaded, not retrained
+    assert (folder / WEIGHTS_FILE).stat().st_mtime_ns == stamp
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+    missing = tiny_config(f"model.vision_init={tmp_path / 'nowhere'}")
+    with pytest.raises(FileNotFoundError, match="vision_pretrain is not set"):
+        build_model(missing, prepare_tokenizer(missing))
+
+
+def test_both_variants_pretrain_the_same_tower(tiny_config):
+    full_cfg, lite_cfg = tiny_config(), tiny_config("model.preset=tiny-lite")
+    full = build_model(full_cfg, prepare_tokenizer(full_cfg))
+    lite = build_model(lite_cfg, prepare_tokenizer(lite_cfg))
+    assert lite.config.downscale_threshold_patches != full.config.downscale_threshold_patches
+    assert crop_spec(lite) == crop_spec(full)
