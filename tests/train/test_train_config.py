@@ -26,6 +26,8 @@ def test_bundled_recipes_differ_only_in_variant():
     assert full.model.init_from is None and lite.model.init_from is None
     assert full.data == lite.data and full.max_steps == lite.max_steps and full.seed == lite.seed
     assert full.data.focus_tasks and full.data.other_ratio > 0  # category focus plus every other task
+    assert full.model.vision_init == lite.model.vision_init and full.vision_pretrain == lite.vision_pretrain
+    assert full.vision_pretrain is not None and full.lrs["vision"] is None  # one pretrained tower, frozen after
 
 
 def test_task_focus_keeps_focus_tasks_and_a_seeded_share_of_the_rest():
