@@ -120,3 +120,24 @@ def test_both_variants_pretrain_the_same_tower(tiny_config):
     lite = build_model(lite_cfg, prepare_tokenizer(lite_cfg))
     assert lite.config.downscale_threshold_patches != full.config.downscale_threshold_patches
     assert crop_spec(lite) == crop_spec(full)
+
+
+def test_folder_lock_makes_runs_take_turns(tmp_path):
+    import threading
+    import time
+
+    from pixelrefer.train.vision_pretrain import folder_lock
+
+    events: list[str] = []
+
+    def second() -> None:
+        with folder_lock(tmp_path / "shared"):
+            events.append("second in")
+
+    with folder_lock(tmp_path / "shared"):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        events.append("first out")
+    thread.join(timeout=10)
+    assert events == ["first out", "second in"]

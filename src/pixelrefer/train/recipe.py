@@ -66,17 +66,24 @@ def build_model(cfg: TrainConfig, tokenizer: Any) -> PixelReferForConditionalGen
 
 def prepare_vision(cfg: TrainConfig, model: PixelReferForConditionalGeneration) -> None:
     """Load ``model.vision_init`` into the model, running the vision pretraining there first if it is absent."""
-    from pixelrefer.train.vision_pretrain import WEIGHTS_FILE, load_vision_weights, pretrain_vision
+    from pixelrefer.train.vision_pretrain import (
+        WEIGHTS_FILE,
+        folder_lock,
+        load_vision_weights,
+        pretrain_vision,
+    )
     from pixelrefer.utils.device import resolve_device
 
     folder = Path(str(cfg.model.vision_init))
     if not (folder / WEIGHTS_FILE).is_file():
         if cfg.vision_pretrain is None:
             raise FileNotFoundError(f"{folder / WEIGHTS_FILE} does not exist and vision_pretrain is not set")
-        logger.info("pretraining the vision tower into %s", folder)
-        device = resolve_device(cfg.device)
-        pretrain_vision(model.to(device), cfg.vision_pretrain, folder, device, cfg.progress)
-        model.to("cpu")
+        with folder_lock(folder):
+            if not (folder / WEIGHTS_FILE).is_file():  # another run may have finished it while this one waited
+                logger.info("pretraining the vision tower into %s", folder)
+                device = resolve_device(cfg.device)
+                pretrain_vision(model.to(device), cfg.vision_pretrain, folder, device, cfg.progress)
+                model.to("cpu")
     load_vision_weights(model, folder)
     logger.info("vision tower and box position embedding loaded from %s", folder)
 

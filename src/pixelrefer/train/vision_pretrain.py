@@ -20,8 +20,10 @@ the held-out combinations, and its features then tie shape to colour (see docs/t
 Validation uses scenes of another seed stream.
 
 The output folder holds ``vision.safetensors`` (the ``vision_model.*`` and ``object_tokenizer.pos_proj.*``
-tensors under their model names), ``head.safetensors`` (the label head, labels in its metadata), ``metrics.jsonl`` and the resolved section as ``vision_pretrain.yaml``;
-:func:`load_vision_weights` puts them into a freshly built model. The run is short (minutes), so it has no
+tensors under their model names; written last and atomically), ``head.safetensors`` (the label head, labels in
+its metadata), ``metrics.jsonl`` and the resolved section as ``vision_pretrain.yaml``; runs sharing the folder
+take turns (:func:`folder_lock`), so it is trained once. :func:`load_vision_weights` puts the weights into a
+freshly built model. The run is short (minutes), so it has no
 resume: an interrupted run starts again.
 """
 
@@ -31,8 +33,10 @@ import itertools
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -56,6 +60,7 @@ from pixelrefer.types import VisualInputs
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "vision.safetensors"
+LOCK_FILE = ".lock"
 HEAD_FILE = "head.safetensors"  # the linear head over the labels (for diagnostics; the model does not use it)
 CONFIG_FILE = "vision_pretrain.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -174,8 +179,6 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     Logged evaluations: ``val`` (regions of the training distribution, unseen scenes) and ``heldout`` (objects
     of the held-out (category, colour) combinations in their named colours, which training never shows), each
     overall and per object size. Returns the classifier (tower + head)."""
-    from safetensors.torch import save_file
-
     from pixelrefer.synth import world
     from pixelrefer.synth.scenes import MIN_PART_PIXELS
 
@@ -230,12 +233,43 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
                         done, loss.item(), acc["val"]["all"], acc["heldout"]["all"])
     bar.close()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(PREFIXES)}
-    path = out / WEIGHTS_FILE
-    save_file(state, str(path))
     head = {k: v.detach().cpu().contiguous() for k, v in classifier.head.state_dict().items()}
-    save_file(head, str(out / HEAD_FILE), metadata={"labels": json.dumps(list(labels))})
+    _save_atomic(head, out / HEAD_FILE, {"labels": json.dumps(list(labels))})
+    path = out / WEIGHTS_FILE
+    _save_atomic(state, path)  # written last: its presence means the folder is complete
     logger.info("vision pretraining: %d steps in %.0f s -> %s", cfg.steps, time.perf_counter() - start, path)
     return classifier
+
+
+def _save_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``FOLDER/.lock`` (POSIX ``flock``: released even if the process dies), so that
+    runs sharing one pretraining folder train it once; a run that has to wait says so."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): concurrent runs would each pretrain
+        yield
+        return
+    with open(folder / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("another run is pretraining into %s; waiting for it", folder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_vision_weights(model: PixelReferForConditionalGeneration, directory: str | Path) -> None:
