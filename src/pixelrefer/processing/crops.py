@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pixelrefer.config import PixelReferConfig
 from pixelrefer.constants import CROP_MARGIN_PX, MIN_PIXELS, PATCH_AREA, PATCH_SIZE
 from pixelrefer.processing.image import patchify
 
@@ -42,6 +43,19 @@ class CropSpec:
     max_crop_patches: int
     local_view_size: int = 224
     scale_adaptive: bool = True
+
+    @classmethod
+    def from_config(cls, config: PixelReferConfig) -> CropSpec:
+        """The crop rules of a model config."""
+        return cls(
+            variant=config.variant,
+            geometry=config.region_geometry,
+            mask_num=config.mask_num,
+            downscale_threshold_patches=config.downscale_threshold_patches,
+            max_crop_patches=config.max_crop_patches,
+            local_view_size=config.local_view_size,
+            scale_adaptive=config.region_encoder == "scale_adaptive",
+        )
 
 
 @dataclass

@@ -122,15 +122,7 @@ class PixelReferProcessor:
                 f"tokenizer ids of {IMAGE_TOKEN}/{REGION_TOKEN} ({self.image_id}, {self.region_id}) differ from the "
                 f"config ({config.image_token_id}, {config.region_token_id})"
             )
-        self.crop_spec = CropSpec(
-            variant=config.variant,
-            geometry=config.region_geometry,
-            mask_num=config.mask_num,
-            downscale_threshold_patches=config.downscale_threshold_patches,
-            max_crop_patches=config.max_crop_patches,
-            local_view_size=config.local_view_size,
-            scale_adaptive=config.region_encoder == "scale_adaptive",
-        )
+        self.crop_spec = CropSpec.from_config(config)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else tokenizer.eos_token_id
 

@@ -37,9 +37,8 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +49,7 @@ from tqdm.auto import tqdm
 
 from pixelrefer.config import DOWNSCALE_THRESHOLD
 from pixelrefer.model.checkpoint import load_strict
+from pixelrefer.model.convert import CheckpointError
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration, region_grids
 from pixelrefer.processing.crops import CropSpec, RegionCrop, plan_crop
 from pixelrefer.processing.processor import EncodedSample, collate_visual
@@ -71,11 +71,9 @@ TRAIN_STREAM, VAL_STREAM, HELDOUT_STREAM = 0, 1, 2  # seed-stream tags of the re
 def crop_spec(model: PixelReferForConditionalGeneration) -> CropSpec:
     """PixelRefer's crop rules (full variant, its shrink threshold) with the model's geometry and budgets: the same
     tower is shared by both variants, so a Lite model pretrains exactly the tower a full one would."""
-    c = model.config
-    threshold = DOWNSCALE_THRESHOLD["full"] if c.is_lite else c.downscale_threshold_patches
-    return CropSpec(variant="full", geometry=c.region_geometry, mask_num=c.mask_num,
-                    downscale_threshold_patches=threshold, max_crop_patches=c.max_crop_patches,
-                    scale_adaptive=c.region_encoder == "scale_adaptive")
+    spec = CropSpec.from_config(model.config)
+    threshold = DOWNSCALE_THRESHOLD["full"] if model.config.is_lite else spec.downscale_threshold_patches
+    return replace(spec, variant="full", downscale_threshold_patches=threshold)
 
 
 class SyntheticRegions(IterableDataset):
@@ -88,7 +86,7 @@ class SyntheticRegions(IterableDataset):
 
     def __init__(self, spec: CropSpec, labels: tuple[str, ...], seed: int, stream: int, image_size: int,
                  min_part_pixels: int, palette: bool = False, held_out: str = "exclude") -> None:
-        self.spec, self.labels = spec, labels
+        self.spec = spec
         self.index = {label: i for i, label in enumerate(labels)}
         self.seed, self.stream, self.image_size, self.min_part_pixels = seed, stream, image_size, min_part_pixels
         self.palette, self.held_out = palette, held_out
@@ -141,6 +139,8 @@ class RegionClassifier(nn.Module):
 
 
 def _lr_factor(step: int, cfg: VisionPretrainSection) -> float:
+    # pixelrefer.train.optim.warmup_cosine with a warmup of (step + 1) / warmup_steps instead of / (warmup_steps + 1):
+    # the bundled tower was trained with this schedule, and switching would change its reproduced losses.
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
@@ -187,8 +187,8 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     labels = world.category_labels()
     seed_everything(cfg.seed)
     spec = crop_spec(model)
-    record = {**asdict(cfg), "crop_spec": asdict(spec)}
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+    settings = {**asdict(cfg), "crop_spec": asdict(spec)}
+    (out / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     classifier = RegionClassifier(model, len(labels)).to(device)
     params = list(classifier.parameters())
     for p in params:
@@ -218,11 +218,10 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
         scheduler.step()
         bar.update(1)
         done = step + 1
-        record: dict[str, Any] = {"type": "train", "step": done, "regions": done * cfg.batch_size,
-                                  "elapsed_s": round(time.perf_counter() - start, 2), "loss": loss.item(),
-                                  "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0]}
         if done % cfg.log_every == 0:
-            metrics.log(record)
+            metrics.log({"type": "train", "step": done, "regions": done * cfg.batch_size,
+                         "elapsed_s": round(time.perf_counter() - start, 2), "loss": loss.item(),
+                         "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0]})
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if done % cfg.eval_every == 0 or done == cfg.steps:
             acc = {name: accuracy(classifier, batches, device) for name, batches in evals.items()}
@@ -277,10 +276,9 @@ def load_vision_weights(model: PixelReferForConditionalGeneration, directory: st
     from safetensors.torch import load_file
 
     path = Path(directory) / WEIGHTS_FILE
-    state = load_file(str(path))
-    wanted = {k: v for k, v in model.state_dict().items() if k.startswith(PREFIXES)}
-    if set(state) != set(wanted):
-        missing, extra = sorted(set(wanted) - set(state)), sorted(set(state) - set(wanted))
-        raise ValueError(f"{path} does not fit the model: missing {missing[:10]}, unexpected {extra[:10]}")
+    state = {k.replace("object_tokenizer.", "", 1): v for k, v in load_file(str(path)).items()}
     sub = nn.ModuleDict({"vision_model": model.vision_model, "pos_proj": model.object_tokenizer.pos_proj})
-    load_strict(sub, {k.replace("object_tokenizer.", "", 1): v for k, v in state.items()})
+    try:
+        load_strict(sub, state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
