@@ -18,6 +18,7 @@ from transformers import Qwen2Config
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
 from pixelrefer.config import PixelReferConfig
+from pixelrefer.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,6 @@ QWEN2_FIELDS = (
     "attention_dropout", "bos_token_id", "eos_token_id", "tie_word_embeddings", "initializer_range",
     "use_sliding_window", "sliding_window", "max_window_layers",
 )
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder cannot be loaded: missing files, unknown format, or keys that do not fit."""
 
 
 def is_official_config(raw: dict[str, Any]) -> bool:

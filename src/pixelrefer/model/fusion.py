@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from pixelrefer.errors import PromptError
 
-class PlaceholderMismatchError(ValueError):
+
+class PlaceholderMismatchError(PromptError):
     """The number of placeholder tokens differs from the number of feature rows."""
 
 

@@ -12,11 +12,12 @@ import numpy as np
 from PIL import Image
 
 from pixelrefer.constants import IMAGE_MEAN, IMAGE_STD, MIN_PIXELS, PATCH_SIZE
+from pixelrefer.errors import MediaError
 
 MAX_ASPECT_RATIO = 200
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(MediaError):
     """An image cannot be resized to a patch grid (degenerate size or extreme aspect ratio)."""
 
 

@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 
 from pixelrefer.constants import IMAGE_TOKEN, REGION_PLACEHOLDER, REGION_TOKEN, VIDEO_TAG
+from pixelrefer.errors import PromptError
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -55,10 +56,6 @@ TASK_PROMPTS: dict[str, str] = {
     "video_brief": "Please describe the object <region> in brief in the video.",
 }
 MCQ_SUFFIX = "Answer with the option's letter from the given choices directly."
-
-
-class PromptError(ValueError):
-    """The text and the regions given with it do not fit together."""
 
 
 def count_region_placeholders(text: str) -> int:

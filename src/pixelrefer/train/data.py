@@ -29,15 +29,12 @@ from PIL import Image
 from pixelrefer.constants import REGION_PLACEHOLDER
 from pixelrefer.regions import codecs
 from pixelrefer.regions.errors import RegionError
+from pixelrefer.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 MAX_REPORTED_ERRORS = 20
-
-
-class DataError(ValueError):
-    """A training sample (or data file) is malformed; the message names the file, sample id and index."""
 
 
 @dataclass(frozen=True)

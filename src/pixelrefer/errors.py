@@ -1,0 +1,40 @@
+"""The one exception hierarchy for input the caller got wrong.
+
+Every interface maps :class:`PixelReferError` once (CLI: exit code 2, HTTP: a 4xx JSON body, demo: a red
+message); anything else escaping is a bug. Each subclass also derives from ``ValueError`` so callers that
+catch ``ValueError`` keep working.
+"""
+
+from __future__ import annotations
+
+
+class PixelReferError(ValueError):
+    """Bad input: the message says what is wrong and how to fix it, without internal paths."""
+
+
+class MediaError(PixelReferError):
+    """An image or video cannot be read (missing, unreadable, unsupported, zero frames) or written."""
+
+
+class RegionError(PixelReferError):
+    """A region cannot be turned into a usable mask (empty, wrong size, out of the image, ...)."""
+
+
+class PromptError(PixelReferError):
+    """The text and the regions given with it do not fit together."""
+
+
+class ConfigError(PixelReferError):
+    """A configuration (model, training, serving, synthetic data) has a value that cannot be honoured."""
+
+
+class CheckpointError(PixelReferError):
+    """A checkpoint folder cannot be loaded: missing files, unknown format, or keys that do not fit."""
+
+
+class DataError(PixelReferError):
+    """A training sample (or data file) is malformed; the message names the file, sample id and index."""
+
+
+class LimitError(PixelReferError):
+    """The input is well formed but larger than a configured limit (tokens, pixels, frames, regions, bytes)."""
