@@ -1,6 +1,9 @@
 """pixelrefer: region-level understanding of images and videos (PixelRefer and PixelRefer-Lite).
 
-The public names are imported on first use, so ``import pixelrefer`` (and the CLI's start) stays light.
+The public names are imported on first use, so ``import pixelrefer`` (and the CLI's start) stays light. Using
+``pixelrefer.PixelReferConfig`` registers the ``pixelrefer`` model type with transformers' ``AutoConfig``, using
+``pixelrefer.PixelReferForConditionalGeneration`` also with ``AutoModel`` / ``AutoModelForImageTextToText`` /
+``AutoModelForCausalLM`` (registration needs torch, which a bare ``import pixelrefer`` does not load).
 """
 
 from importlib import import_module
@@ -13,6 +16,7 @@ _EXPORTS = {
     "ChatSession": "pixelrefer.inference.api",
     "GenerationConfig": "pixelrefer.inference.generation",
     "PixelReferConfig": "pixelrefer.config",
+    "PixelReferForConditionalGeneration": "pixelrefer.model.modeling",
     "Region": "pixelrefer.regions",
 }
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a sorted list of the lazy names)

@@ -124,3 +124,6 @@ class PixelReferConfig(PretrainedConfig):
     @property
     def patch_size(self) -> int:
         return self.vision_config.patch_size
+
+
+AutoConfig.register(PixelReferConfig.model_type, PixelReferConfig, exist_ok=True)

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "ask": "ask:ask",
     "describe": "ask:describe",
     "chat": "chat:chat",
+    "convert": "convert:convert",
     "serve": "serve:serve",
     "demo": "demo:demo",
     "eval": "eval:eval_command",

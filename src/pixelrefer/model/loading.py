@@ -12,12 +12,8 @@ from torch import nn
 
 from pixelrefer.config import PixelReferConfig
 from pixelrefer.model.checkpoint import load_strict, read_state_dict
-from pixelrefer.model.convert import (
-    CheckpointError,
-    config_from_official,
-    convert_official_state_dict,
-    is_official_config,
-)
+from pixelrefer.model.convert import CheckpointError, is_official_config
+from pixelrefer.model.export import read_official
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
 
 logger = logging.getLogger(__name__)
@@ -41,9 +37,7 @@ def build_empty(config: PixelReferConfig, device: torch.device, dtype: torch.dty
 
 def load_official(directory: Path, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
     """An official checkpoint folder -> our model, every key mapped explicitly and loaded strictly."""
-    raw = json.loads((directory / "config.json").read_text())
-    config = config_from_official(raw, directory)
-    state = convert_official_state_dict(read_state_dict(directory), config.variant, config.tie_word_embeddings)
+    config, state = read_official(directory)
     model = build_empty(config, device, dtype)
     ignore = ("lm_head.weight",) if config.tie_word_embeddings else ()
     load_strict(model, {k: v.to(dtype) for k, v in state.items()}, ignore_missing=ignore)
@@ -81,8 +75,6 @@ def resolve_directory(name_or_path: str | Path) -> Path:
 
 def load_checkpoint(name_or_path: str | Path, device: torch.device, dtype: torch.dtype) -> tuple[PixelReferForConditionalGeneration, Any]:
     """(model, tokenizer) from a checkpoint folder or hub id."""
-    from transformers import AutoTokenizer
-
     directory = resolve_directory(name_or_path)
     config_file = directory / "config.json"
     if not config_file.is_file():
@@ -97,10 +89,15 @@ def load_checkpoint(name_or_path: str | Path, device: torch.device, dtype: torch
         model = load_ours(directory, device, dtype)
     else:
         raise CheckpointError(f"{directory}: unsupported model_type {raw.get('model_type')!r}")
+    return model, load_tokenizer(directory)
+
+
+def load_tokenizer(directory: Path) -> Any:
+    """The tokenizer of a checkpoint folder (ours or official)."""
     if (directory / "tokenizer.json").is_file():  # no config.json look-up (official configs have custom model types)
         from transformers import PreTrainedTokenizerFast
 
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-    return model, tokenizer
+        return PreTrainedTokenizerFast.from_pretrained(directory)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory)

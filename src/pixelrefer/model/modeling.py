@@ -8,6 +8,10 @@ The forward pass encodes every image, frame, region crop and Lite view of the ba
 vision call (attention is block-diagonal per image), scatters projected image features into the ``<image>``
 placeholders (PixelRefer) and object tokens into the ``<REGION>`` placeholders, then runs the LLM. Features are
 only computed for placeholders present in ``input_ids``, so ``generate`` with a cached media prefix works.
+
+Loading is transformers' ``from_pretrained`` (``dtype``, ``device_map``, ``attn_implementation``, ...), made strict,
+and it also accepts official checkpoint folders. Importing this module registers the model with transformers'
+``AutoModel``, ``AutoModelForImageTextToText`` and ``AutoModelForCausalLM``.
 """
 
 from __future__ import annotations
@@ -16,12 +20,20 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel, Qwen2Model
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    GenerationMixin,
+    PreTrainedModel,
+    Qwen2Model,
+)
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.video_llama_3.modeling_video_llama_3 import VideoLlama3VisionModel
 
 from pixelrefer.config import PixelReferConfig
+from pixelrefer.errors import CheckpointError
 from pixelrefer.model.fusion import scatter_features
 from pixelrefer.model.object_tokenizer import ObjectTokenizer, pad_to
 from pixelrefer.model.oci import ObjectCentricInfusion
@@ -81,6 +93,40 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
         self.language_model = Qwen2Model(config.text_config)
         self.lm_head = nn.Linear(t, config.text_config.vocab_size, bias=False)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' ``from_pretrained`` for our folders and for official PixelRefer / PixelRefer-Lite folders.
+
+        Every transformers option works (``dtype``, ``device_map``, ``attn_implementation``, ...); the attention
+        implementation reaches the vision tower and the LLM. An official folder is mapped key by key in memory
+        (:func:`pixelrefer.model.export.read_official`; ``pixelrefer convert`` writes it once in our format).
+        Loading is strict: a missing, unexpected or mis-shaped weight raises :class:`CheckpointError` instead of
+        leaving a randomly initialised parameter.
+        """
+        from pixelrefer.model.export import official_folder, read_official
+
+        if kwargs.get("ignore_mismatched_sizes"):
+            raise CheckpointError("PixelRefer checkpoints load strictly; ignore_mismatched_sizes is not supported")
+        official = official_folder(pretrained_model_name_or_path)
+        if official is not None:
+            if kwargs.get("config") is not None or kwargs.get("state_dict") is not None:
+                raise CheckpointError(f"{official} is an official checkpoint: its config and weights are read from it")
+            config, state = read_official(official)
+            pretrained_model_name_or_path = None
+            kwargs.update(config=config, state_dict=state)
+        want_info = kwargs.pop("output_loading_info", False)
+        kwargs["ignore_mismatched_sizes"] = True  # reported below as an error, with the other key problems
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+        problems = {
+            "missing keys": sorted(info["missing_keys"]),
+            "unexpected keys": sorted(info["unexpected_keys"]),
+            "shape mismatches": sorted(f"{k} (checkpoint {tuple(a)}, model {tuple(b)})" for k, a, b in info["mismatched_keys"]),
+        }
+        if any(problems.values()):
+            listed = "; ".join(f"{kind} {names[:20]}" for kind, names in problems.items() if names)
+            raise CheckpointError(f"checkpoint does not fit the model: {listed}")
+        return (model, info) if want_info else model
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.embed_tokens
@@ -212,3 +258,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
             inputs.pop("visual", None)
             inputs.pop("kmeans_generator", None)
         return inputs
+
+
+for _auto in (AutoModel, AutoModelForImageTextToText, AutoModelForCausalLM):
+    _auto.register(PixelReferConfig, PixelReferForConditionalGeneration, exist_ok=True)
