@@ -16,6 +16,7 @@ from pixelrefer.presets import BUNDLED
 
 runner = CliRunner()
 TINY = ["--model", "tiny", "--device", "cpu", "--max-new-tokens", "4"]
+NANO = ["--model", "nano", "--device", "cpu", "--max-new-tokens", "8"]
 
 
 def run(*args: str, stdin: str | None = None):
@@ -45,9 +46,13 @@ def test_ask_adds_region_names_when_question_has_none(scene_dir: Path) -> None:
     assert question.startswith("There are 2 regions in the image:") and question.count("<region>") == 2
 
 
-def test_ask_stream_prints_text(scene_dir: Path) -> None:
-    result = run("ask", scene_dir / "scene.png", "What is <region>?", "--rle", scene_dir / "rle.json", "--stream", *TINY)
-    assert result.exit_code == 0, result.output
+def test_ask_stream_prints_the_same_text_as_ask(scene_dir: Path) -> None:
+    """The bundled nano model (the random tiny one only emits whitespace): streamed text == the --json answer."""
+    args = ("ask", scene_dir / "scene.png", "What is <region>?", "--rle", scene_dir / "rle.json", *NANO)
+    streamed = run(*args, "--stream")
+    assert streamed.exit_code == 0, streamed.output
+    answer = json.loads(run(*args, "--json").stdout.strip().splitlines()[-1])["answers"][0]["text"]
+    assert answer and streamed.stdout.strip() == answer
 
 
 def test_describe_one_answer_per_region(scene_dir: Path) -> None:
@@ -103,21 +108,25 @@ def test_unknown_checkpoint_exits_3(scene_dir: Path, tmp_path: Path) -> None:
     assert result.stderr.startswith("error: model:")
 
 
-def test_default_model_falls_back_to_tiny_with_a_message_when_nano_is_absent(scene_dir: Path) -> None:
-    if BUNDLED["nano"].is_dir():
-        pytest.skip("the bundled nano model is installed")
+def test_default_model_falls_back_to_tiny_with_a_message_when_nano_is_absent(
+    scene_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "assets").mkdir()  # an installation whose asset folder lacks the bundled models
+    monkeypatch.setitem(BUNDLED, "nano", tmp_path / "assets" / BUNDLED["nano"].name)
     result = run("ask", scene_dir / "scene.png", "What is <region>?", "--box", "30,20,80,60", "--device", "cpu",
-                 "--max-new-tokens", "2")
+                 "--max-new-tokens", "2", "--json")
     assert result.exit_code == 0, result.output
-    assert "not installed" in result.stderr and "tiny" in result.stderr
+    assert "the bundled model 'nano' is not installed; using the random 'tiny' preset" in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["answers"][0]["completion_tokens"] == 2
 
 
-@pytest.mark.skipif(not BUNDLED["nano"].is_dir(), reason="the bundled nano model is not installed")
 def test_nano_describes_a_region(scene_dir: Path) -> None:
+    assert BUNDLED["nano"].is_dir(), "the bundled nano model ships with the package"
     result = run("describe", scene_dir / "scene.png", "--box", "30,20,80,60", "--task", "category", "--json",
                  "--model", "nano", "--device", "cpu", "--max-new-tokens", "16")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["answers"][0]["text"]
+    assert "not installed" not in result.stderr
 
 
 def test_real_process_exit_code_and_help(scene_dir: Path) -> None:

@@ -34,11 +34,12 @@ def test_box_on_image_writes_overlay_and_rle(image_path, tmp_path, scene) -> Non
     result = runner.invoke(app, ["segment", str(image_path), "--box", box, "--segmenter", "classical",
                                  "--out", str(tmp_path / "o.png"), "--save-mask", str(tmp_path / "m.json")])
     assert result.exit_code == 0, result.output
-    assert "via classical" in result.output
     overlay = np.asarray(Image.open(tmp_path / "o.png"))
     assert overlay.shape == scene.frames[0].shape and not np.array_equal(overlay, scene.frames[0])
     mask = decode_rle(json.loads((tmp_path / "m.json").read_text()))
     assert iou(mask, scene.masks[0]) > 0.9
+    assert f"box region via classical: 1/1 frames, {int(mask.sum())} px" in result.output
+    assert f"wrote {tmp_path / 'o.png'}" in result.output and f"wrote {tmp_path / 'm.json'}" in result.output
 
 
 def test_points_and_png_mask_output(image_path, tmp_path, scene) -> None:
@@ -46,7 +47,9 @@ def test_points_and_png_mask_output(image_path, tmp_path, scene) -> None:
     result = runner.invoke(app, ["segment", str(image_path), "--point", f"{x},{y}", "--point", "2,2,0",
                                  "--save-mask", str(tmp_path / "m.png")])
     assert result.exit_code == 0, result.output
-    assert iou(np.asarray(Image.open(tmp_path / "m.png")) > 0, scene.masks[0]) > 0.9
+    mask = np.asarray(Image.open(tmp_path / "m.png")) > 0
+    assert iou(mask, scene.masks[0]) > 0.9
+    assert f"1/1 frames, {int(mask.sum())} px" in result.output and f"wrote {tmp_path / 'm.png'}" in result.output
 
 
 def test_video_propagation_with_mask_prompt(tmp_path, scene) -> None:
@@ -60,6 +63,8 @@ def test_video_propagation_with_mask_prompt(tmp_path, scene) -> None:
     frames = json.loads((tmp_path / "m.json").read_text())["frames"]
     assert sorted(frames, key=int) == ["0", "1", "2", "3"]
     assert np.mean([iou(decode_rle(frames[str(i)]), scene.masks[i]) for i in range(4)]) > 0.85
+    area = sum(int(decode_rle(rle).sum()) for rle in frames.values())
+    assert f"4/4 frames, {area} px" in result.output and f"wrote {tmp_path / 'o.gif'}" in result.output
 
 
 @pytest.mark.parametrize(

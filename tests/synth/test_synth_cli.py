@@ -67,3 +67,6 @@ def test_build_through_the_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert len(json.loads((tmp_path / "train.json").read_text())) == 4
     assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()
+    for split, n in (("train", 4), ("val", 2), ("test", 2)):
+        assert f"{split}: {n} samples -> {tmp_path / (split + '.json')}" in result.output
+    assert re.search(rf"tokenizer: \d+ tokens -> {re.escape(str(tmp_path / 'tokenizer'))}", result.output), result.output

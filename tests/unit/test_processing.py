@@ -19,7 +19,9 @@ def test_smart_resize_rules():
     assert smart_resize(210, 308, 28, 3136, 10**7) == (224, 308)  # 7.5 rounds half to even -> 8
     h, w = smart_resize(1080, 1920, 14, 3136, 1_605_632)
     assert h * w <= 1_605_632 and h % 14 == 0 and w % 14 == 0 and (h, w) == (938, 1680)
-    assert smart_resize(10, 20, 14, 3136, 10**7) == (56, 56) or smart_resize(10, 20, 14, 3136, 10**7)[0] >= 14
+    # a side shorter than the factor is first scaled up to it (10x20 -> 14x28), then the area is raised to
+    # min_pixels: beta = sqrt(3136 / 392), ceil(14 * beta / 14) * 14 = 42, ceil(28 * beta / 14) * 14 = 84
+    assert smart_resize(10, 20, 14, 3136, 10**7) == (42, 84)
     with pytest.raises(ValueError, match="aspect ratio"):
         smart_resize(10, 5000, 14, 3136, 10**9)
 
