@@ -2,10 +2,12 @@
 loading the official folder directly; sharding above --max-shard-size; clear errors before any work."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from pixelrefer import PixelRefer
@@ -94,3 +96,15 @@ def test_existing_output_needs_overwrite(official_tiny, tmp_path):
     result = convert(official_tiny / "pixelrefer-tiny", out, "--overwrite")
     assert result.exit_code == 0, result.output
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+
+
+def test_the_official_dtype_is_kept(official_tiny, tmp_path):
+    src = official_tiny / "pixelrefer-tiny"
+    shutil.copytree(src, tmp_path / "ckpt", ignore=shutil.ignore_patterns("*.safetensors"))
+    shutil.copytree(official_tiny / "VL3-SigLIP-NaViT-tiny", tmp_path / "VL3-SigLIP-NaViT-tiny")
+    state = load_file(str(src / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16) for k, v in state.items()}, str(tmp_path / "ckpt/model.safetensors"))
+    result = convert(tmp_path / "ckpt", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert {v.dtype for v in load_file(str(tmp_path / "out/model.safetensors")).values()} == {torch.bfloat16}
+    assert json.loads((tmp_path / "out/config.json").read_text())["dtype"] == "bfloat16"
