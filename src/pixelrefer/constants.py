@@ -26,4 +26,5 @@ LITE_LOCAL_VIEW_SIZE = 224
 VIDEO_DIFF_THRESHOLD = 0.1  # mean |Δpixel| (in 0..255 units of the normalised values) below which a token is dropped
 VIDEO_MIN_TOKENS_PER_FRAME = 1
 
-DEFAULT_MAX_SHARD_SIZE = "5GB"  # largest weight file `pixelrefer convert` writes (transformers' save_pretrained default)
+# largest weight file `pixelrefer convert` writes: huggingface_hub's default (transformers 4's; transformers 5 uses 50GB)
+DEFAULT_MAX_SHARD_SIZE = "5GB"

@@ -76,8 +76,8 @@ def processor_settings_file(directory: Path) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def check_export_target(official: Path, out: Path, overwrite: bool) -> Path:
-    """Validate both folders before any weight is read; returns the official folder."""
+def check_export_target(official: Path, out: Path, overwrite: bool) -> None:
+    """Validate both folders before any weight is read."""
     if not official.is_dir():
         raise CheckpointError(f"{official} is not a folder")
     if official_folder(official) is None:
@@ -90,7 +90,6 @@ def check_export_target(official: Path, out: Path, overwrite: bool) -> Path:
     o, src = out.resolve(), official.resolve()
     if o == src or src in o.parents or o in src.parents:
         raise CheckpointError(f"the output folder {out} must not contain or be inside the official folder {official}")
-    return official
 
 
 def export_official(
