@@ -53,6 +53,11 @@ def test_bfloat16_on_the_cpu_device_map(tiny, saved, batch, one_thread):
     assert {b.dtype for b in model.buffers()} == {torch.float32}  # rotary tables stay exact
     low, ref = _logits(model, batch), _logits(tiny.model, batch)
     assert torch.isfinite(low).all()
+    kwargs = batch.as_kwargs()
+    kwargs["visual"] = kwargs["visual"].to("cpu", torch.bfloat16)
+    with torch.no_grad():
+        out = model.generate(**kwargs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert out.shape == (1, batch.input_ids.shape[1] + 3)
     cosine = torch.nn.functional.cosine_similarity(low.flatten(), ref.flatten(), dim=0)
     assert cosine > 0.95, cosine  # measured 0.99: the same model rounded to bf16 (an unrelated one scores near 0)
 
