@@ -29,6 +29,7 @@ from pixelrefer.constants import (
     REGION_TOKEN,
     VIDEO_DIFF_THRESHOLD,
     VIDEO_MIN_TOKENS_PER_FRAME,
+    VIDEO_TAG,
 )
 from pixelrefer.processing.crops import CropSpec, RegionCrop, global_view, plan_crop
 from pixelrefer.processing.image import media_pixel_budget, patchify
@@ -36,7 +37,10 @@ from pixelrefer.processing.prompts import (
     ASSISTANT_HEADER,
     CHAT_TEMPLATE,
     PromptError,
+    count_media_tags,
+    count_region_placeholders,
     expand_regions,
+    split_at_media,
     strip_media_tags,
 )
 from pixelrefer.regions import ResolvedRegion, as_region
@@ -76,7 +80,7 @@ class EncodedSample:
     media_merge: int = 1
     media_keep: np.ndarray | None = None
     crops: list[RegionCrop] = field(default_factory=list)
-    global_views: list[np.ndarray] = field(default_factory=list)  # Lite: patches per distinct frame
+    global_views: list[tuple[np.ndarray, tuple[int, int, int]]] = field(default_factory=list)  # Lite: per distinct frame
     crop_global_index: list[int] = field(default_factory=list)
 
 
@@ -131,7 +135,8 @@ class PixelReferProcessor:
         """Patchify image or frames; returns visual token counts per ``<image>`` placeholder."""
         merge = self.config.spatial_merge_size if media.is_video else 1
         budget = media_pixel_budget(self.config.max_visual_tokens, merge, len(media.frames))
-        per_frame = [patchify(f, merge=merge, max_pixels=budget) for f in media.frames]
+        settings = self.config.image_processor
+        per_frame = [patchify(f, merge=merge, max_pixels=budget, settings=settings) for f in media.frames]
         sample.media_patches = np.concatenate([p for p, _ in per_frame])
         sample.media_grid = [g for _, g in per_frame]
         sample.media_merge = merge
@@ -151,7 +156,7 @@ class PixelReferProcessor:
         lite = self.config.is_lite
         groups: list[list[float] | None] = []
         global_index: dict[int, int] = {}
-        local_cache: dict[int, np.ndarray] = {}
+        local_cache: dict[int, Any] = {}
         for region in regions:
             frames = region.frames if lite else region.frames[:1]
             for f in frames:
@@ -162,7 +167,10 @@ class PixelReferProcessor:
                         crop.local_view = local_cache.setdefault(f, crop.local_view)
                     if f not in global_index:
                         global_index[f] = len(sample.global_views)
-                        sample.global_views.append(global_view(media.frames[f], self.config.global_view_size))
+                        view = global_view(media.frames[f], self.config.global_view_size)
+                        sample.global_views.append(
+                            patchify(view, merge=1, max_pixels=view.shape[0] * view.shape[1], settings=self.config.image_processor)
+                        )
                     sample.crop_global_index.append(global_index[f])
             stamps = [media.timestamps[f] for f in frames] if (lite and media.is_video) else None
             groups.append(stamps)
@@ -193,20 +201,26 @@ class PixelReferProcessor:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _messages(self, messages: Sequence[Message], media: Media | None, groups: list) -> list[dict[str, Any]]:
+        """Chat messages for the template. The media goes where the user wrote ``<image>``/``<video>`` (official
+        chunk split and spacing, :func:`split_at_media`), else at the start of the first user turn."""
         groups_iter = list(groups)
         out: list[dict[str, Any]] = []
-        media_placed = False
-        for msg in messages:
+        users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+        tagged = [i for i in users if count_media_tags(messages[i]["content"])]
+        if media is not None and len(tagged) > 1:
+            raise PromptError(f"{len(tagged)} user turns have an {IMAGE_TOKEN}/{VIDEO_TAG} tag; one image or video is given")
+        media_turn = (tagged or users or [None])[0] if media is not None else None
+        for index, msg in enumerate(messages):
             role, text = msg["role"], msg["content"]
             if role == "user":
-                text = strip_media_tags(text)
-                n = text.count("<region>")
+                n = count_region_placeholders(text)
                 text, groups_iter = expand_regions(text, groups_iter[:n]), groups_iter[n:]
-                if media is not None and not media_placed and not self.config.is_lite:
+                if index == media_turn:
                     item = {"type": "video", "timestamps": media.timestamps} if media.is_video else {"type": "image"}
-                    out.append({"role": role, "content": [item, {"type": "text", "text": text}]})
-                    media_placed = True
+                    content = [item if piece is None else {"type": "text", "text": piece} for piece in split_at_media(text)]
+                    out.append({"role": role, "content": content})
                     continue
+                text = strip_media_tags(text)
             out.append({"role": role, "content": text})
         if groups_iter:
             raise PromptError(
@@ -344,15 +358,14 @@ def collate_visual(samples: Sequence[EncodedSample]) -> VisualInputs | None:
         v.crop_position = _cat([c.position.reshape(-1, 2) for c in crops])
         v.crop_tokens = torch.tensor([c.num_tokens for c in crops], dtype=torch.long)
     if crops and crops[0].local_view is not None:
-        local = [patchify(c.local_view, merge=1, max_pixels=c.local_view.shape[0] * c.local_view.shape[1]) for c in crops]
+        local = [c.local_view for c in crops]
         v.local_pixels = _cat([p for p, _ in local])
         v.local_grid = torch.tensor([g for _, g in local], dtype=torch.long)
-        views, index, offset = [], [], 0
+        glob, index, offset = [], [], 0
         for s in samples:
-            views += s.global_views
+            glob += s.global_views
             index += [i + offset for i in s.crop_global_index]
             offset += len(s.global_views)
-        glob = [patchify(g, merge=1, max_pixels=g.shape[0] * g.shape[1]) for g in views]
         v.global_pixels = _cat([p for p, _ in glob])
         v.global_grid = torch.tensor([g for _, g in glob], dtype=torch.long)
         v.crop_global_index = torch.tensor(index, dtype=torch.long)
