@@ -31,6 +31,7 @@ from pixelrefer.constants import (
     VIDEO_MIN_TOKENS_PER_FRAME,
     VIDEO_TAG,
 )
+from pixelrefer.errors import ConfigError
 from pixelrefer.processing.crops import CropSpec, RegionCrop, global_view, plan_crop
 from pixelrefer.processing.image import media_pixel_budget, patchify
 from pixelrefer.processing.prompts import (
@@ -122,7 +123,7 @@ class PixelReferProcessor:
         self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.region_id = tokenizer.convert_tokens_to_ids(REGION_TOKEN)
         if (self.image_id, self.region_id) != (config.image_token_id, config.region_token_id):
-            raise ValueError(
+            raise ConfigError(
                 f"tokenizer ids of {IMAGE_TOKEN}/{REGION_TOKEN} ({self.image_id}, {self.region_id}) differ from the "
                 f"config ({config.image_token_id}, {config.region_token_id})"
             )
