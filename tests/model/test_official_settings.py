@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pixelrefer.errors import CheckpointError, ConfigError, PromptError
+from pixelrefer.errors import CheckpointError, PromptError
 from pixelrefer.model.convert import config_from_official
 from pixelrefer.model.loading import load_checkpoint
 from pixelrefer.processing.image import ImageProcessorSettings, smart_resize, to_patches
@@ -47,8 +47,7 @@ def _config(folder):
 def _processor(folder):
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
-    return PixelReferProcessor(tokenizer, config_from_official(json.loads((folder / "config.json").read_text()), folder, tokenizer))
+    return PixelReferProcessor(PreTrainedTokenizerFast.from_pretrained(folder), _config(folder))
 
 
 def test_fixture_settings_are_read_from_the_tower_folder(official_tiny):
@@ -112,11 +111,15 @@ def test_loaded_modules_use_the_checkpoint_epsilons(official_tiny, tmp_path):
 
 def test_placeholder_ids_come_from_the_tokenizer(official_tiny, tmp_path, caplog):
     folder = _variant(official_tiny, tmp_path, weights=False, config={"region_token_index": 400})
-    with pytest.raises(ConfigError, match="REGION"):
-        PixelReferProcessor(_processor(folder).tokenizer, _config(folder))  # config.json alone disagrees
     processor = _processor(folder)
     assert processor.region_id == processor.config.region_token_id == 486
     assert "region_token_index" in caplog.text
+    for name in ("tokenizer.json", "tokenizer_config.json", "added_tokens.json"):  # the tokenizer files decide
+        data = json.loads((folder / name).read_text())
+        text = json.dumps(data).replace("<REGION>", "<OBJECT>")
+        (folder / name).write_text(text)
+    with pytest.raises(CheckpointError, match="<REGION>"):
+        _config(folder)
 
 
 @pytest.mark.parametrize("config, preprocessor, field", [

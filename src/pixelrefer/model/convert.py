@@ -208,33 +208,47 @@ def _check_official_fields(raw: dict[str, Any], variant: str, vision: VideoLlama
                               "fusion heads of PixelRefer-Lite")
 
 
-def official_token_ids(raw: dict[str, Any], tokenizer: Any) -> tuple[int, int]:
-    """``(<image> id, <REGION> id)``: the official inference code takes both from the tokenizer, overriding
-    ``image_token_index`` / ``region_token_index`` of config.json."""
+def tokenizer_token_ids(checkpoint_dir: Path) -> dict[str, int]:
+    """Added-token ids of the checkpoint's tokenizer files (``tokenizer.json``'s ``added_tokens``,
+    ``added_tokens.json``, ``tokenizer_config.json``'s ``added_tokens_decoder``), read without building a tokenizer."""
+    ids: dict[str, int] = {}
+    fast = checkpoint_dir / "tokenizer.json"
+    if fast.is_file():
+        ids.update({t["content"]: int(t["id"]) for t in _read_json(fast).get("added_tokens", [])})
+    added = checkpoint_dir / "added_tokens.json"
+    if added.is_file():
+        ids.update({k: int(v) for k, v in _read_json(added).items()})
+    config = checkpoint_dir / "tokenizer_config.json"
+    if config.is_file():
+        ids.update({t["content"]: int(i) for i, t in _read_json(config).get("added_tokens_decoder", {}).items()})
+    return ids
+
+
+def official_token_ids(raw: dict[str, Any], checkpoint_dir: Path) -> tuple[int, int]:
+    """``(<image> id, <REGION> id)``. The official inference code takes both from the tokenizer, overriding
+    ``image_token_index`` / ``region_token_index`` of config.json; so do we (config.json only without tokenizer files)."""
+    tokens = tokenizer_token_ids(checkpoint_dir)
     ids = []
     for token, field in ((IMAGE_TOKEN, "image_token_index"), (REGION_TOKEN, "region_token_index")):
-        tid = tokenizer.convert_tokens_to_ids(token)
-        if tid is None or tid == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(tid) != token:
+        if not tokens:
+            ids.append(_require(raw, field))
+            continue
+        if token not in tokens:
             raise CheckpointError(f"the checkpoint's tokenizer has no {token} token")
-        if raw.get(field) not in (None, tid):
+        if raw.get(field) not in (None, tokens[token]):
             logger.warning("config.json %s=%s differs from the tokenizer's %s id %d; using the tokenizer's, as the "
-                           "official code does", field, raw[field], token, tid)
-        ids.append(tid)
+                           "official code does", field, raw[field], token, tokens[token])
+        ids.append(tokens[token])
     return ids[0], ids[1]
 
 
-def config_from_official(raw: dict[str, Any], checkpoint_dir: Path, tokenizer: Any = None) -> PixelReferConfig:
-    """Our config for an official ``config.json`` (geometry ``official``: the weights depend on it).
-
-    With ``tokenizer`` the placeholder ids come from it (as in the official code); without, from config.json."""
+def config_from_official(raw: dict[str, Any], checkpoint_dir: Path) -> PixelReferConfig:
+    """Our config for an official ``config.json`` (geometry ``official``: the weights depend on it)."""
     variant = OFFICIAL_MODEL_TYPES[raw["model_type"]]
     text = Qwen2Config(**{k: raw[k] for k in QWEN2_FIELDS if k in raw})
     vision = _vision_config(raw, checkpoint_dir)
     _check_official_fields(raw, variant, vision)
-    if tokenizer is not None:
-        image_id, region_id = official_token_ids(raw, tokenizer)
-    else:
-        image_id, region_id = _require(raw, "image_token_index"), _require(raw, "region_token_index")
+    image_id, region_id = official_token_ids(raw, checkpoint_dir)
     merge = _require(raw, "spatial_merge_size")
     try:
         return PixelReferConfig(

@@ -39,13 +39,10 @@ def build_empty(config: PixelReferConfig, device: torch.device, dtype: torch.dty
     return model.to(dtype=dtype)
 
 
-def load_official(
-    directory: Path, device: torch.device, dtype: torch.dtype, tokenizer: Any = None
-) -> PixelReferForConditionalGeneration:
-    """An official checkpoint folder -> our model, every key mapped explicitly and loaded strictly. With the
-    checkpoint's ``tokenizer`` the placeholder ids come from it, as in the official code."""
+def load_official(directory: Path, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
+    """An official checkpoint folder -> our model, every key mapped explicitly and loaded strictly."""
     raw = json.loads((directory / "config.json").read_text())
-    config = config_from_official(raw, directory, tokenizer)
+    config = config_from_official(raw, directory)
     state = convert_official_state_dict(read_state_dict(directory), config.variant, config.tie_word_embeddings)
     model = build_empty(config, device, dtype)
     ignore = ("lm_head.weight",) if config.tie_word_embeddings else ()
@@ -94,7 +91,11 @@ def load_checkpoint(name_or_path: str | Path, device: torch.device, dtype: torch
         raw = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
-    if not is_official_config(raw) and raw.get("model_type") != PixelReferConfig.model_type:
+    if is_official_config(raw):
+        model = load_official(directory, device, dtype)
+    elif raw.get("model_type") == PixelReferConfig.model_type:
+        model = load_ours(directory, device, dtype)
+    else:
         raise CheckpointError(f"{directory}: unsupported model_type {raw.get('model_type')!r}")
     if (directory / "tokenizer.json").is_file():  # no config.json look-up (official configs have custom model types)
         from transformers import PreTrainedTokenizerFast
@@ -102,6 +103,4 @@ def load_checkpoint(name_or_path: str | Path, device: torch.device, dtype: torch
         tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
     else:
         tokenizer = AutoTokenizer.from_pretrained(directory)
-    if is_official_config(raw):
-        return load_official(directory, device, dtype, tokenizer), tokenizer
-    return load_ours(directory, device, dtype), tokenizer
+    return model, tokenizer
