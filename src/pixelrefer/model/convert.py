@@ -250,6 +250,7 @@ def config_from_official(raw: dict[str, Any], checkpoint_dir: Path) -> PixelRefe
     _check_official_fields(raw, variant, vision)
     image_id, region_id = official_token_ids(raw, checkpoint_dir)
     merge = _require(raw, "spatial_merge_size")
+    max_visual_tokens = raw.get("mm_max_length", 9477 // merge**2)  # the official wrapper's default
     try:
         return PixelReferConfig(
             vision_config=vision,
@@ -257,7 +258,8 @@ def config_from_official(raw: dict[str, Any], checkpoint_dir: Path) -> PixelRefe
             variant=variant,
             mask_num=_require(raw, "mask_num"),
             spatial_merge_size=merge,
-            max_visual_tokens=raw.get("mm_max_length", 9477 // merge**2),  # the official wrapper's default
+            max_visual_tokens=max_visual_tokens,
+            max_crop_patches=max_visual_tokens,  # crops share the official processor's budget (training: 1 crop)
             image_token_id=image_id,
             region_token_id=region_id,
             use_token_compression=True,

@@ -139,8 +139,23 @@ def _token_count(mask_grid: np.ndarray, spec: CropSpec) -> int:
     return min(spec.mask_num, int((mask_grid > 0).sum()))
 
 
-def plan_crop(image: np.ndarray, mask: np.ndarray, spec: CropSpec) -> RegionCrop:
-    """Crop plan of one non-empty boolean mask on an (H, W, 3) uint8 frame."""
+def crop_pixel_budget(spec: CropSpec, num_crops: int = 1) -> int:
+    """Pixel budget of one crop: ``max_crop_patches`` patches (the official training value, ``mm_max_length``).
+    The official inference code divides it by the number of crops of the sample (``num_crops``)."""
+    return spec.max_crop_patches * PATCH_AREA // max(num_crops, 1)
+
+
+def view_patches(view: np.ndarray, spec: CropSpec, budget: int) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Patches of a Lite view. The official geometry fits it into the crop budget, as the official processor
+    does (a no-op for the released models' budget); the clean geometry keeps the view's size."""
+    max_pixels = budget if spec.geometry == "official" else view.shape[0] * view.shape[1]
+    return patchify(view, merge=1, max_pixels=max_pixels, settings=spec.image_processor)
+
+
+def plan_crop(image: np.ndarray, mask: np.ndarray, spec: CropSpec, budget: int | None = None) -> RegionCrop:
+    """Crop plan of one non-empty boolean mask on an (H, W, 3) uint8 frame, within ``budget`` pixels
+    (default :func:`crop_pixel_budget`)."""
+    budget = crop_pixel_budget(spec) if budget is None else budget
     height, width = mask.shape
     if spec.scale_adaptive:
         slice_box, stored_box = _box(mask, spec)
@@ -155,7 +170,7 @@ def plan_crop(image: np.ndarray, mask: np.ndarray, spec: CropSpec) -> RegionCrop
     shrink = spec.variant == "lite" and not (rh >= crop_h or rw >= crop_w)
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     resized = cv2.resize(np.ascontiguousarray(crop), (rw, rh), interpolation=interp)
-    patches, grid = patchify(resized, merge=1, max_pixels=spec.max_crop_patches * PATCH_AREA, settings=spec.image_processor)
+    patches, grid = patchify(resized, merge=1, max_pixels=budget, settings=spec.image_processor)
     mask_grid = _resize_mask(mask[r0:r1, c0:c1], rh // PATCH_SIZE, rw // PATCH_SIZE, spec)
     grid_fn = position_grid_official if spec.geometry == "official" else position_grid_xy
     position = grid_fn(grid[1], grid[2], stored_box, height, width)
@@ -163,7 +178,7 @@ def plan_crop(image: np.ndarray, mask: np.ndarray, spec: CropSpec) -> RegionCrop
     if spec.variant == "lite":
         size = spec.local_view_size
         view = cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
-        local_view = patchify(view, merge=1, max_pixels=size * size, settings=spec.image_processor)
+        local_view = view_patches(view, spec, budget)
     return RegionCrop(
         patches=patches,
         grid=grid,

@@ -32,7 +32,14 @@ from pixelrefer.constants import (
     VIDEO_TAG,
 )
 from pixelrefer.errors import ConfigError
-from pixelrefer.processing.crops import CropSpec, RegionCrop, global_view, plan_crop
+from pixelrefer.processing.crops import (
+    CropSpec,
+    RegionCrop,
+    crop_pixel_budget,
+    global_view,
+    plan_crop,
+    view_patches,
+)
 from pixelrefer.processing.image import media_pixel_budget, patchify
 from pixelrefer.processing.prompts import (
     ASSISTANT_HEADER,
@@ -152,16 +159,18 @@ class PixelReferProcessor:
 
     # ----------------------------------------------------------------------------------------------- regions
     def _encode_regions(
-        self, media: Media, regions: Sequence[ResolvedRegion], sample: EncodedSample, official_local_view_cache: bool
+        self, media: Media, regions: Sequence[ResolvedRegion], sample: EncodedSample, official_local_view_cache: bool,
+        official_crop_budget: bool,
     ) -> list[list[float] | None]:
         lite = self.config.is_lite
         groups: list[list[float] | None] = []
         global_index: dict[int, int] = {}
         local_cache: dict[int, Any] = {}
-        for region in regions:
-            frames = region.frames if lite else region.frames[:1]
+        region_frames = [region.frames if lite else region.frames[:1] for region in regions]
+        budget = crop_pixel_budget(self.crop_spec, sum(map(len, region_frames)) if official_crop_budget else 1)
+        for region, frames in zip(regions, region_frames):
             for f in frames:
-                crop = plan_crop(media.frames[f], region.masks[f], self.crop_spec)
+                crop = plan_crop(media.frames[f], region.masks[f], self.crop_spec, budget)
                 sample.crops.append(crop)
                 if lite:
                     if official_local_view_cache:
@@ -169,9 +178,7 @@ class PixelReferProcessor:
                     if f not in global_index:
                         global_index[f] = len(sample.global_views)
                         view = global_view(media.frames[f], self.config.global_view_size)
-                        sample.global_views.append(
-                            patchify(view, merge=1, max_pixels=view.shape[0] * view.shape[1], settings=self.config.image_processor)
-                        )
+                        sample.global_views.append(view_patches(view, self.crop_spec, budget))
                     sample.crop_global_index.append(global_index[f])
             stamps = [media.timestamps[f] for f in frames] if (lite and media.is_video) else None
             groups.append(stamps)
@@ -286,6 +293,7 @@ class PixelReferProcessor:
         with_labels: bool = False,
         official_local_view_cache: bool = False,
         include_media: bool = True,
+        official_crop_budget: bool = False,
     ) -> EncodedSample:
         """Encode one sample. ``messages`` are ``{"role": "user"|"assistant", "content": str}`` turns whose user
         text holds one ``<region>`` per region, in order. ``media`` may be ``None`` for text-only samples.
@@ -293,7 +301,8 @@ class PixelReferProcessor:
         ``include_media=False`` leaves the media tokens out of the text (a follow-up turn whose media prefix is
         already in a KV cache); the frames are still used to crop the regions.
         ``official_local_view_cache`` reproduces the official Lite bug of reusing a frame's first local crop for
-        every region of that frame (parity tests only)."""
+        every region of that frame; ``official_crop_budget`` the official inference rule of dividing the crop
+        (and view) pixel budget by the number of crops of the sample (parity tests only)."""
         sample = EncodedSample(input_ids=[], labels=None)
         media_obj = as_media(media) if media is not None else None
         resolved = self.resolve_regions(media_obj, regions) if (regions and media_obj is not None) else []
@@ -303,7 +312,10 @@ class PixelReferProcessor:
         place_media = media_obj is not None and include_media and not self.config.is_lite
         if place_media:
             image_counts = self._encode_media(media_obj, sample)
-        groups = self._encode_regions(media_obj, resolved, sample, official_local_view_cache) if resolved else []
+        groups = (
+            self._encode_regions(media_obj, resolved, sample, official_local_view_cache, official_crop_budget)
+            if resolved else []
+        )
         rendered = self._messages(messages, media_obj if place_media else None, groups)
         ids, labels = self._token_ids(rendered, add_generation_prompt, with_labels)
         region_counts = [c.num_tokens for c in sample.crops]
