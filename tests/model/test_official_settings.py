@@ -231,3 +231,19 @@ def test_lite_prompts_carry_no_media_tokens(official_tiny):
     tagged = processor.encode(Media(frames=[image]), [_region(56, 84)], [{"role": "user", "content": "<image>\nWhat is <region>?"}])
     assert processor.image_id not in plain.input_ids and tagged.input_ids == plain.input_ids
     assert plain.input_ids.count(processor.region_id) == 32
+
+
+def test_generation_config_json_sets_the_generation_defaults(official_tiny, tmp_path):
+    from pixelrefer import GenerationConfig, PixelRefer
+
+    folder = _variant(official_tiny, tmp_path)
+    gen_file = folder / "generation_config.json"
+    gen_file.write_text(json.dumps({**json.loads(gen_file.read_text()), "repetition_penalty": 5.0}))
+    penalised = PixelRefer.from_pretrained(folder, device="cpu", dtype="float32", segmenter=None)
+    plain = PixelRefer.from_pretrained(official_tiny / "pixelrefer-tiny", device="cpu", dtype="float32", segmenter=None)
+    assert penalised.model.generation_config.repetition_penalty == 5.0
+    image = (np.random.default_rng(0).random((56, 84, 3)) * 255).astype(np.uint8)
+    ask = lambda pr, **kw: pr.ask(image, [], "Describe it.", GenerationConfig(max_new_tokens=8, min_new_tokens=8, **kw)).token_ids
+    assert ask(penalised) == ask(plain, repetition_penalty=5.0)
+    assert ask(penalised) != ask(plain)
+    assert ask(penalised, repetition_penalty=1.0) == ask(plain)  # an explicit setting still wins
