@@ -136,12 +136,18 @@ def test_placeholder_ids_come_from_the_tokenizer(official_tiny, tmp_path, caplog
     (None, {"do_resize": False}, "do_resize"),
     (None, {"patch_size": 16}, "patch_size"),
     (None, {"image_mean": [0.5, 0.5]}, "image_mean"),
-    (None, {"image_std": None}, "image_std"),
 ])
 def test_unsupported_values_name_the_field(official_tiny, tmp_path, config, preprocessor, field):
     folder = _variant(official_tiny, tmp_path, config=config, preprocessor=preprocessor, weights=False)
     with pytest.raises(CheckpointError, match=field):
         _config(folder)
+
+
+def test_missing_mean_and_std_take_the_official_class_defaults(official_tiny, tmp_path):
+    folder = _variant(official_tiny, tmp_path, preprocessor={"image_mean": None, "image_std": None}, weights=False)
+    settings = _config(folder).image_processor
+    assert settings.image_mean == (0.48145466, 0.4578275, 0.40821073)  # DAMOVLImageProcessor: OpenAI CLIP values
+    assert settings.image_std == (0.26862954, 0.26130258, 0.27577711)
 
 
 def test_unsupported_tower_shape_names_the_field(official_tiny, tmp_path):

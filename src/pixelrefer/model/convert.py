@@ -22,6 +22,7 @@ from typing import Any
 
 from transformers import Qwen2Config
 from transformers.activations import ACT2FN
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
 from pixelrefer.config import PixelReferConfig
@@ -62,6 +63,8 @@ REAL_VISION_TOWER = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden
 RELEASED_TOWERS = ("DAMO-NLP-SG/VL3-SigLIP-NaViT", "DAMO-NLP-SG/SigLIP-NaViT")
 # preprocessor_config.json keys the official DAMOVLImageProcessor uses, by our setting name.
 PREPROCESSOR_FIELDS = ("image_mean", "image_std", "rescale_factor", "do_rescale", "do_normalize", "resample", "min_pixels")
+# What DAMOVLImageProcessor uses for a key its preprocessor_config.json lacks, where it differs from our defaults.
+OFFICIAL_PROCESSOR_DEFAULTS = {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD}
 # Official constants that are not read from any file: Lite's fusion heads and LayerNorm eps (region_encoder.py).
 OFFICIAL_OCI_HEADS = 8
 OFFICIAL_OCI_LAYER_NORM_EPS = 1e-5
@@ -175,11 +178,10 @@ def image_settings_from_official(raw: dict[str, Any], checkpoint_dir: Path) -> I
                               "to the patch grid)")
     if fields.get("patch_size", PATCH_SIZE) != PATCH_SIZE:
         raise CheckpointError(f"{path.name}: patch_size={fields['patch_size']!r} is not supported; only {PATCH_SIZE}")
-    for name in ("image_mean", "image_std"):
-        if fields.get(name) is None:  # the official class then falls back to the OpenAI CLIP values
-            raise CheckpointError(f"{path.name} lacks {name!r}; write the tower's values explicitly")
+    values = {k: fields[k] for k in PREPROCESSOR_FIELDS if fields.get(k) is not None}
+    values = {**OFFICIAL_PROCESSOR_DEFAULTS, **values}
     try:
-        return ImageProcessorSettings(**{k: fields[k] for k in PREPROCESSOR_FIELDS if k in fields})
+        return ImageProcessorSettings(**values)
     except (ConfigError, TypeError) as exc:
         raise CheckpointError(f"{path.name}: {exc}") from exc
 
