@@ -253,3 +253,19 @@ def test_generation_config_json_sets_the_generation_defaults(official_tiny, tmp_
     assert ask(penalised) == ask(plain, repetition_penalty=5.0)
     assert ask(penalised) != ask(plain)
     assert ask(penalised, repetition_penalty=1.0) == ask(plain)  # an explicit setting still wins
+
+
+def test_lite_video_regions_keep_the_frames_they_were_given_on(official_tiny):
+    from pixelrefer.regions import Region
+
+    processor = _processor(official_tiny / "pixelreferlite-tiny")
+    frames = [(np.random.default_rng(0).random((56, 84, 3)) * 255).astype(np.uint8)] * 3
+    media = Media(frames=frames, timestamps=[0.0, 1.0, 2.0])
+    mask = np.zeros((56, 84), bool)
+    mask[10:40, 20:60] = True
+    turn = [{"role": "user", "content": "What is <region>?"}]
+    given = processor.encode(media, [Region.from_frames({0: mask, 2: mask})], turn)
+    assert len(given.crops) == 2  # the official code reads exactly the annotated frames
+    assert "[Time 0.0:<REGION>" in processor.tokenizer.decode(given.input_ids) and "Time 1.0:" not in processor.tokenizer.decode(given.input_ids)
+    one = processor.encode(media, [Region.from_frames({0: mask})], turn)
+    assert len(one.crops) == 3  # a region given on one frame is carried through the video

@@ -185,8 +185,9 @@ class PixelReferProcessor:
         return groups
 
     def resolve_regions(self, media: Media, regions: Sequence[Any]) -> list[ResolvedRegion]:
-        """Masks per frame for every region. On video, Lite regions are propagated to every sampled frame (the
-        Lite model reads an object on all its frames); PixelRefer uses each region's first annotated frame."""
+        """Masks per frame for every region. On video, a Lite region given on one frame is propagated to every
+        sampled frame (the Lite model reads an object on all its frames); one given on several frames keeps exactly
+        those, as in the official code. PixelRefer uses each region's first annotated frame."""
         h, w = media.size
         propagate = self.config.is_lite and media.is_video and len(media.frames) > 1
         out = []
@@ -194,8 +195,9 @@ class PixelReferProcessor:
             if isinstance(r, ResolvedRegion):
                 out.append(r)
             else:
-                region = as_region(r).resolve(h, w, num_frames=len(media.frames), segmenter=self.segmenter, frames=media.frames,
-                                                  propagate=propagate)
+                prompt = as_region(r)
+                region = prompt.resolve(h, w, num_frames=len(media.frames), segmenter=self.segmenter, frames=media.frames,
+                                        propagate=propagate and len(prompt.data) == 1)
                 for warning in region.warnings:
                     logger.warning("region %d: %s", len(out), warning)
                 out.append(region)
