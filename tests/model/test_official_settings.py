@@ -269,3 +269,18 @@ def test_lite_video_regions_keep_the_frames_they_were_given_on(official_tiny):
     assert "[Time 0.0:<REGION>" in processor.tokenizer.decode(given.input_ids) and "Time 1.0:" not in processor.tokenizer.decode(given.input_ids)
     one = processor.encode(media, [Region.from_frames({0: mask})], turn)
     assert len(one.crops) == 3  # a region given on one frame is carried through the video
+
+
+def test_answers_stop_at_the_checkpoint_eos_ids(official_tiny, tmp_path):
+    from pixelrefer import GenerationConfig, PixelRefer
+
+    image = (np.random.default_rng(0).random((56, 84, 3)) * 255).astype(np.uint8)
+    plain = PixelRefer.from_pretrained(official_tiny / "pixelrefer-tiny", device="cpu", dtype="float32", segmenter=None)
+    ids = plain.ask(image, [], "Describe it.", GenerationConfig(max_new_tokens=8)).token_ids
+    stop = next(t for i, t in enumerate(ids) if i > 0 and t not in ids[:i])
+    folder = _variant(official_tiny, tmp_path)
+    gen_file = folder / "generation_config.json"
+    gen_file.write_text(json.dumps({**json.loads(gen_file.read_text()), "eos_token_id": [482, stop]}))
+    listed = PixelRefer.from_pretrained(folder, device="cpu", dtype="float32", segmenter=None)
+    assert set(listed.stop_ids) == {482, stop}
+    assert listed.ask(image, [], "Describe it.", GenerationConfig(max_new_tokens=8)).token_ids == ids[: ids.index(stop)]
