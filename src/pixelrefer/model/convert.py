@@ -90,9 +90,9 @@ def map_official_key(key: str, variant: str) -> str | None:
     raise CheckpointError(f"unexpected key in official checkpoint: {key!r}")
 
 
-def _require(raw: dict[str, Any], field: str, source: str = "config.json") -> Any:
+def _require(raw: dict[str, Any], field: str) -> Any:
     if raw.get(field) is None:
-        raise CheckpointError(f"official {source} lacks {field!r}, which the official code needs")
+        raise CheckpointError(f"official config.json lacks {field!r}, which the official code needs")
     return raw[field]
 
 
@@ -192,7 +192,7 @@ def _check_official_fields(raw: dict[str, Any], variant: str, vision: VideoLlama
     projector = raw.get("mm_projector_type", "linear")  # the official default when the field is absent
     if variant == "full" and projector != "mlp2x_gelu":
         raise CheckpointError(f"mm_projector_type={projector!r} is not supported; only 'mlp2x_gelu'")
-    if raw.get("mm_hidden_size", vision.hidden_size) != vision.hidden_size:
+    if variant == "full" and raw.get("mm_hidden_size", vision.hidden_size) != vision.hidden_size:
         raise CheckpointError(f"mm_hidden_size={raw['mm_hidden_size']} differs from the vision tower width "
                               f"{vision.hidden_size}")
     if _require(raw, "use_token_compression") is not True:
