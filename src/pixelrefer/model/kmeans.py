@@ -2,7 +2,7 @@
 
 All regions run together on a padded (R, N, C) tensor: no Python loop over clusters or iterations per region.
 The algorithm is the official one: centroids start at ``tokens[randperm(n)[:k]]``, each iteration assigns
-tokens to the nearest centroid (squared Euclidean, ties to the lowest index) and moves each centroid to the mean
+tokens to the nearest centroid (squared Euclidean computed as the official code does, ties to the lowest index) and moves each centroid to the mean
 of its members (an empty cluster keeps its centroid). A region stops as soon as its centroids move by less than
 ``allclose(rtol=1e-5, atol=1e-6)`` and then keeps the centroids from *before* that last update, as the official
 code does.
@@ -28,11 +28,19 @@ def _initial_centroids(
     return torch.stack(firsts)
 
 
+DISTANCE_CHUNK_ELEMENTS = 1 << 24  # bound on the (R, n, K, C) difference tensor built per chunk of tokens
+
+
 def _squared_distances(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """||x - c||^2 for (R, N, C) x (R, K, C), via one batched matmul (no (R, N, K, C) intermediate)."""
-    x_sq = x.pow(2).sum(-1, keepdim=True)
-    c_sq = centroids.pow(2).sum(-1).unsqueeze(1)
-    return torch.baddbmm(x_sq + c_sq, x, centroids.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
+    """||x - c||^2 for (R, N, C) x (R, K, C), as the official code computes it: the sum of the squared differences.
+
+    The expanded form ||x||^2 - 2 x.c + ||c||^2 (one matmul) rounds differently and flips near-tied assignments,
+    so the differences are formed explicitly, in chunks of tokens to bound memory.
+    """
+    r, n, c = x.shape
+    step = max(1, DISTANCE_CHUNK_ELEMENTS // max(1, r * centroids.shape[1] * c))
+    parts = [(x[:, i : i + step].unsqueeze(2) - centroids.unsqueeze(1)).pow(2).sum(-1) for i in range(0, n, step)]
+    return torch.cat(parts, dim=1)
 
 
 def kmeans_compress(
