@@ -161,7 +161,7 @@ def encode(case: Case) -> Run:
     model, tokenizer = load_model(case.fixture, case.call["checkpoint"])
     processor = PixelReferProcessor(tokenizer, model.config)
     sample = processor.encode(media(case), regions(case), [{"role": "user", "content": case.call["question"]}],
-                              official_local_view_cache=True)
+                              official_local_view_cache=True, official_crop_budget=True)
     return Run(case, model, tokenizer, sample, processor.collate([sample]))
 
 

@@ -29,6 +29,15 @@ LOGITS_TOL = 1e-4
 CASES = [pytest.param(f, c, id=f"{f}-{c}") for f, c in all_cases()]
 
 
+def _cases_where(keep):
+    return [p for p in CASES if keep(load_case(*p.values))]
+
+
+MEDIA_CASES = _cases_where(lambda c: not c.lite)  # Lite prompts carry no media tokens
+LITE_VIEW_CASES = _cases_where(lambda c: c.lite and "global_pixel_values" in c.expected)
+POLYGON_CASES = _cases_where(lambda c: any(k in c.call["masks"] for k in polygons(c.root)))
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     previous = torch.get_num_threads()
@@ -67,18 +76,16 @@ def test_input_ids_exact(fixture, name):
     np.testing.assert_array_equal(np.array(run.sample.input_ids), expected_ids(run.case))
 
 
-@pytest.mark.parametrize("fixture,name", CASES)
+@pytest.mark.parametrize("fixture,name", MEDIA_CASES)
 def test_media_preprocessing_exact(fixture, name):
     run, exp = _run(fixture, name), load_case(fixture, name).expected
     if "pixel_values" in exp:
-        np.testing.assert_array_equal(run.sample.media_patches, exp["pixel_values"])
         np.testing.assert_array_equal(np.array(run.sample.media_grid), exp["image_grid_thw"])
-    elif "frame_pixel_values" in exp:
+        np.testing.assert_array_equal(run.sample.media_patches, exp["pixel_values"])
+    else:
         np.testing.assert_array_equal(np.array(run.sample.media_grid), exp["frame_grid_thw"])
         np.testing.assert_array_equal(run.sample.media_patches.reshape(exp["frame_pixel_values"].shape), exp["frame_pixel_values"])
         np.testing.assert_array_equal(run.sample.media_keep, exp["frame_token_keep_mask"])
-    else:
-        pytest.skip("Lite cases have no media tokens")
 
 
 @pytest.mark.parametrize("fixture,name", CASES)
@@ -94,12 +101,10 @@ def test_region_crops_exact(fixture, name):
         np.testing.assert_allclose(crop.position, exp[f"region{i}_pos_input"], atol=1e-6, rtol=0, err_msg=f"region {i} position")
 
 
-@pytest.mark.parametrize("fixture,name", [p for p in CASES if "lite" in p.values[1]])
+@pytest.mark.parametrize("fixture,name", LITE_VIEW_CASES)
 def test_lite_views_exact(fixture, name):
     run, case = _run(fixture, name), load_case(fixture, name)
     exp = case.expected
-    if "global_pixel_values" not in exp:
-        pytest.skip("this case stores no Lite view pixels")
     v = run.inputs.visual
     region_image, stored = lite_view_ids(case)
     g_exp, l_exp = exp["global_pixel_values"], exp["local_pixel_values"]
@@ -115,13 +120,12 @@ def test_lite_views_exact(fixture, name):
         np.testing.assert_array_equal(loc.numpy(), l_exp[k], err_msg=f"local view of image {image_id}")
 
 
-@pytest.mark.parametrize("fixture,name", [p for p in CASES if p.values[0] != "official-tiny"])
+@pytest.mark.parametrize("fixture,name", POLYGON_CASES)
 def test_polygon_rasterised_like_official(fixture, name):
     case = load_case(fixture, name)
-    polys = {k: v for k, v in polygons(case.root).items() if k in case.call["masks"]}
-    if not polys:
-        pytest.skip("no polygon region in this case")
-    for key, p in polys.items():
+    for key, p in polygons(case.root).items():
+        if key not in case.call["masks"]:
+            continue
         np.testing.assert_array_equal(polygons_to_mask(p["polygon_xy"], p["height"], p["width"]), recorded_mask(case, key) > 0)
 
 
