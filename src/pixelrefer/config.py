@@ -24,6 +24,7 @@ VARIANTS: tuple[str, ...] = ("full", "lite")
 GEOMETRIES: tuple[str, ...] = ("official", "clean")
 REGION_ENCODERS: tuple[str, ...] = ("scale_adaptive", "mask_pooling")
 DOWNSCALE_THRESHOLD: dict[str, int] = {"full": 100, "lite": 50}  # official shrink threshold (patches) per variant
+COMPRESSION_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 
 class PixelReferConfig(PretrainedConfig):
@@ -51,6 +52,9 @@ class PixelReferConfig(PretrainedConfig):
             features pooled inside the mask (the fixed-resolution mask pooling of earlier region models).
         image_processor: :class:`ImageProcessorSettings` (mean, std, rescale factor, resample filter, minimum
             pixels), saved in ``config.json``; official checkpoints take it from their ``preprocessor_config.json``.
+        compression_dtype: dtype in which the video frame-difference compressor compares pixels. The official code
+            compares them in the checkpoint's ``torch_dtype`` (bf16 for the released models), whose rounding
+            decides tokens near the threshold; ``None`` is float32.
     """
 
     model_type = "pixelrefer"
@@ -78,6 +82,7 @@ class PixelReferConfig(PretrainedConfig):
         max_crop_patches: int = 8192,
         region_encoder: str = "scale_adaptive",
         image_processor: dict | ImageProcessorSettings | None = None,
+        compression_dtype: str | None = None,
         **kwargs: Any,
     ) -> None:
         if variant not in VARIANTS:
@@ -88,6 +93,8 @@ class PixelReferConfig(PretrainedConfig):
             raise ConfigError(f"unknown region_encoder {region_encoder!r}; expected one of {REGION_ENCODERS}")
         if mask_num < 1:
             raise ConfigError(f"mask_num must be >= 1, got {mask_num}")
+        if compression_dtype not in (None, *COMPRESSION_DTYPES):
+            raise ConfigError(f"compression_dtype {compression_dtype!r} is not one of {COMPRESSION_DTYPES}")
         if spatial_merge_size < 1:
             raise ConfigError(f"spatial_merge_size must be >= 1, got {spatial_merge_size}")
         if isinstance(vision_config, dict):
@@ -127,6 +134,7 @@ class PixelReferConfig(PretrainedConfig):
         self.max_crop_patches = max_crop_patches
         self.region_encoder = region_encoder
         self.image_processor = ImageProcessorSettings.from_dict(image_processor)
+        self.compression_dtype = compression_dtype
         kwargs.setdefault("tie_word_embeddings", getattr(text_config, "tie_word_embeddings", False))
         super().__init__(**kwargs)
 

@@ -284,3 +284,12 @@ def test_answers_stop_at_the_checkpoint_eos_ids(official_tiny, tmp_path):
     listed = PixelRefer.from_pretrained(folder, device="cpu", dtype="float32", segmenter=None)
     assert set(listed.stop_ids) == {482, stop}
     assert listed.ask(image, [], "Describe it.", GenerationConfig(max_new_tokens=8)).token_ids == ids[: ids.index(stop)]
+
+
+def test_torch_dtype_sets_the_compression_dtype(official_tiny, tmp_path):
+    assert _config(official_tiny / "pixelrefer-tiny").compression_dtype == "float32"
+    folder = _variant(official_tiny, tmp_path, config={"torch_dtype": "bfloat16"}, weights=False)
+    assert _config(folder).compression_dtype == "bfloat16"
+    folder = _variant(official_tiny, tmp_path / "f64", config={"torch_dtype": "float64"}, weights=False)
+    with pytest.raises(CheckpointError, match="torch_dtype"):
+        _config(folder)

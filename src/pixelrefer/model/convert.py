@@ -25,7 +25,7 @@ from transformers.activations import ACT2FN
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
-from pixelrefer.config import PixelReferConfig
+from pixelrefer.config import COMPRESSION_DTYPES, PixelReferConfig
 from pixelrefer.constants import IMAGE_TOKEN, PATCH_SIZE, REGION_TOKEN
 from pixelrefer.errors import CheckpointError, ConfigError
 from pixelrefer.processing.image import ImageProcessorSettings
@@ -210,6 +210,16 @@ def _check_official_fields(raw: dict[str, Any], variant: str, vision: VideoLlama
                               "fusion heads of PixelRefer-Lite")
 
 
+def _compression_dtype(raw: dict[str, Any]) -> str | None:
+    """The official code casts the pixels to config ``torch_dtype`` before the frame-difference compressor."""
+    dtype = raw.get("torch_dtype")
+    if dtype is None:
+        return None
+    if dtype not in COMPRESSION_DTYPES:
+        raise CheckpointError(f"torch_dtype={dtype!r} is not supported; expected one of {COMPRESSION_DTYPES}")
+    return dtype
+
+
 def tokenizer_token_ids(checkpoint_dir: Path) -> dict[str, int]:
     """Added-token ids of the checkpoint's tokenizer files (``tokenizer.json``'s ``added_tokens``,
     ``added_tokens.json``, ``tokenizer_config.json``'s ``added_tokens_decoder``), read without building a tokenizer."""
@@ -269,6 +279,7 @@ def config_from_official(raw: dict[str, Any], checkpoint_dir: Path) -> PixelRefe
             oci_num_heads=OFFICIAL_OCI_HEADS,
             oci_layer_norm_eps=OFFICIAL_OCI_LAYER_NORM_EPS,
             image_processor=image_settings_from_official(raw, checkpoint_dir),
+            compression_dtype=_compression_dtype(raw),
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
         )
     except ConfigError as exc:

@@ -109,12 +109,19 @@ def as_media(obj: Any) -> Media:
     return Media(frames=[load_image(obj)])
 
 
-def compression_keep(frame_patches: np.ndarray, merge: int) -> np.ndarray:
-    """Official frame-difference compressor on pixel patches (T, N, 588) -> keep mask over merged tokens."""
+def compression_keep(frame_patches: np.ndarray, merge: int, dtype: str | None = None) -> np.ndarray:
+    """Official frame-difference compressor on pixel patches (T, N, 588) -> keep mask over merged tokens.
+
+    ``dtype`` (``config.compression_dtype``): compare the pixels in that torch dtype, as the official code does in
+    the checkpoint's ``torch_dtype``; ``None`` compares in float32."""
     t, n, d = frame_patches.shape
     tokens = frame_patches.reshape(t, n // (merge * merge), merge * merge * d)
-    diff = np.abs(tokens[1:] - tokens[:-1]).mean(axis=-1) * 255
-    keep = np.concatenate([np.ones((1, tokens.shape[1]), dtype=bool), diff > VIDEO_DIFF_THRESHOLD], axis=0)
+    if dtype in (None, "float32"):
+        changed = np.abs(tokens[1:] - tokens[:-1]).mean(axis=-1) * 255 > VIDEO_DIFF_THRESHOLD
+    else:
+        x = torch.from_numpy(tokens).to(getattr(torch, dtype))
+        changed = ((x[1:] - x[:-1]).abs().mean(dim=-1) * 255 > VIDEO_DIFF_THRESHOLD).numpy()
+    keep = np.concatenate([np.ones((1, tokens.shape[1]), dtype=bool), changed], axis=0)
     empty = keep.sum(axis=1) < VIDEO_MIN_TOKENS_PER_FRAME
     keep[empty, 0] = True
     return keep.reshape(-1)
@@ -152,7 +159,7 @@ class PixelReferProcessor:
         if media.is_video and len(per_frame) > 1 and self.config.use_token_compression:
             if len(set(sample.media_grid)) != 1:
                 raise ValueError("all frames of a video must have the same size")
-            keep = compression_keep(np.stack([p for p, _ in per_frame]), merge)
+            keep = compression_keep(np.stack([p for p, _ in per_frame]), merge, self.config.compression_dtype)
             sample.media_keep = keep
             return [int(k.sum()) for k in keep.reshape(len(per_frame), -1)]
         return tokens_per_frame
