@@ -167,7 +167,7 @@ def test_save_and_load_keep_the_checkpoint_settings(official_tiny, tmp_path):
     assert saved["image_processor"]["image_mean"] == CUSTOM_PREPROCESSOR["image_mean"]
     again, tokenizer2 = load_checkpoint(tmp_path / "ours", torch.device("cpu"), torch.float32)
     for field in ("image_processor", "mask_num", "spatial_merge_size", "max_visual_tokens", "image_token_id",
-                  "region_token_id", "oci_layer_norm_eps", "tie_word_embeddings"):
+                  "region_token_id", "oci_layer_norm_eps", "tie_word_embeddings", "compression_dtype", "max_crop_patches"):
         assert getattr(again.config, field) == getattr(model.config, field), field
     assert again.config.text_config.rms_norm_eps == 1e-5
     image = (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)
