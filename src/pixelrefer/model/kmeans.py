@@ -42,8 +42,9 @@ def _official_distances(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tenso
     return torch.cat(parts)
 
 
-def _nearest(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest centroid (squared Euclidean, ties to the lowest index) for (R, N, C) x (R, K, C).
+def _nearest(x: torch.Tensor, centroids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest centroid (squared Euclidean, ties to the lowest index) for (R, N, C) x (R, K, C);
+    ``valid`` (R, N) marks real tokens (the rest is padding).
 
     One batched matmul (||x||^2 - 2 x.c + ||c||^2) decides the clear cases; near ties are recomputed as the
     official code does (sum of squared differences), whose rounding they depend on."""
@@ -54,7 +55,7 @@ def _nearest(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     if centroids.shape[1] < 2:
         return labels
     best = approx.topk(2, dim=-1, largest=False).values
-    near = (best[..., 1] - best[..., 0]) <= NEAR_TIE * (x_sq[..., 0] + c_sq.amax(dim=-1))
+    near = ((best[..., 1] - best[..., 0]) <= NEAR_TIE * (x_sq[..., 0] + c_sq.amax(dim=-1))) & valid
     if bool(near.any()):
         r, n = near.nonzero(as_tuple=True)
         labels[r, n] = _official_distances(x[r, n], centroids[r]).argmin(dim=-1)
@@ -84,7 +85,7 @@ def kmeans_compress(
     centroids = _initial_centroids(x_list, k, seed, generator)
     done = torch.zeros(r, dtype=torch.bool, device=x.device)
     for _ in range(iterations):
-        assign = _nearest(x, centroids)  # (R, N)
+        assign = _nearest(x, centroids, valid)  # (R, N)
         onehot = torch.nn.functional.one_hot(assign, k).to(x.dtype) * valid.unsqueeze(-1)
         counts = onehot.sum(dim=1)  # (R, K)
         sums = torch.einsum("rnk,rnc->rkc", onehot, x)
