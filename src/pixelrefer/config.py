@@ -11,6 +11,10 @@ from typing import Any, Literal
 from transformers import AutoConfig, PretrainedConfig, Qwen2Config
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
+from pixelrefer.constants import PATCH_SIZE
+from pixelrefer.errors import ConfigError
+from pixelrefer.processing.image import ImageProcessorSettings
+
 Variant = Literal["full", "lite"]
 VARIANTS: tuple[str, ...] = ("full", "lite")
 
@@ -20,6 +24,7 @@ VARIANTS: tuple[str, ...] = ("full", "lite")
 GEOMETRIES: tuple[str, ...] = ("official", "clean")
 REGION_ENCODERS: tuple[str, ...] = ("scale_adaptive", "mask_pooling")
 DOWNSCALE_THRESHOLD: dict[str, int] = {"full": 100, "lite": 50}  # official shrink threshold (patches) per variant
+COMPRESSION_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 
 class PixelReferConfig(PretrainedConfig):
@@ -45,6 +50,11 @@ class PixelReferConfig(PretrainedConfig):
         region_encoder: ``"scale_adaptive"`` (the paper's tokenizer: a zoomed crop around each region) or
             ``"mask_pooling"``, the ablation baseline: the whole frame encoded at the crop budget, no zoom, its
             features pooled inside the mask (the fixed-resolution mask pooling of earlier region models).
+        image_processor: :class:`ImageProcessorSettings` (mean, std, rescale factor, resample filter, minimum
+            pixels), saved in ``config.json``; official checkpoints take it from their ``preprocessor_config.json``.
+        compression_dtype: dtype in which the video frame-difference compressor compares pixels. The official code
+            compares them in the checkpoint's ``torch_dtype`` (bf16 for the released models), whose rounding
+            decides tokens near the threshold; ``None`` is float32.
     """
 
     model_type = "pixelrefer"
@@ -71,16 +81,22 @@ class PixelReferConfig(PretrainedConfig):
         local_view_size: int = 224,
         max_crop_patches: int = 8192,
         region_encoder: str = "scale_adaptive",
+        image_processor: dict | ImageProcessorSettings | None = None,
+        compression_dtype: str | None = None,
         **kwargs: Any,
     ) -> None:
         if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+            raise ConfigError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
         if region_geometry not in GEOMETRIES:
-            raise ValueError(f"unknown region_geometry {region_geometry!r}; expected one of {GEOMETRIES}")
+            raise ConfigError(f"unknown region_geometry {region_geometry!r}; expected one of {GEOMETRIES}")
         if region_encoder not in REGION_ENCODERS:
-            raise ValueError(f"unknown region_encoder {region_encoder!r}; expected one of {REGION_ENCODERS}")
+            raise ConfigError(f"unknown region_encoder {region_encoder!r}; expected one of {REGION_ENCODERS}")
         if mask_num < 1:
-            raise ValueError(f"mask_num must be >= 1, got {mask_num}")
+            raise ConfigError(f"mask_num must be >= 1, got {mask_num}")
+        if compression_dtype not in (None, *COMPRESSION_DTYPES):
+            raise ConfigError(f"compression_dtype {compression_dtype!r} is not one of {COMPRESSION_DTYPES}")
+        if spatial_merge_size < 1:
+            raise ConfigError(f"spatial_merge_size must be >= 1, got {spatial_merge_size}")
         if isinstance(vision_config, dict):
             vision_config = VideoLlama3VisionConfig(**vision_config)
         elif vision_config is None:
@@ -93,6 +109,9 @@ class PixelReferConfig(PretrainedConfig):
             text_config = AutoConfig.for_model(**text_config)
         elif text_config is None:
             text_config = Qwen2Config()
+        if vision_config.patch_size != PATCH_SIZE:
+            # crop margins, crop rounding and the mask grid are defined on 14-pixel patches (official code too)
+            raise ConfigError(f"vision patch_size {vision_config.patch_size} is not supported; only {PATCH_SIZE}")
         self.vision_config = vision_config
         self.text_config = text_config
         self.variant = variant
@@ -114,8 +133,15 @@ class PixelReferConfig(PretrainedConfig):
         self.local_view_size = local_view_size
         self.max_crop_patches = max_crop_patches
         self.region_encoder = region_encoder
+        self.image_processor = ImageProcessorSettings.from_dict(image_processor)
+        self.compression_dtype = compression_dtype
         kwargs.setdefault("tie_word_embeddings", getattr(text_config, "tie_word_embeddings", False))
         super().__init__(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["image_processor"] = self.image_processor.to_dict()
+        return out
 
     @property
     def is_lite(self) -> bool:

@@ -16,7 +16,12 @@ from typing import Any
 import torch
 
 from pixelrefer.constants import IM_END
-from pixelrefer.inference.generation import GenerationConfig, common_prefix_length, join_prefix_and_suffixes
+from pixelrefer.inference.generation import (
+    GenerationConfig,
+    common_prefix_length,
+    join_prefix_and_suffixes,
+    stop_token_ids,
+)
 from pixelrefer.model.convert import CheckpointError
 from pixelrefer.model.loading import load_checkpoint
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
@@ -69,6 +74,7 @@ class PixelRefer:
         self.tokenizer = tokenizer
         self.processor = PixelReferProcessor(tokenizer, model.config, segmenter=segmenter)
         self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+        self.stop_ids = stop_token_ids(tokenizer, model.generation_config, self.eos_id)
         self._lock = threading.Lock()
 
     @classmethod
@@ -108,7 +114,7 @@ class PixelRefer:
         inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
         if visual is not None:
             inputs["visual"] = visual.to(self.device, self.model.dtype)
-        hf = generation.to_hf(self.eos_id, self.processor.pad_id)
+        hf = generation.to_hf(self.stop_ids, self.processor.pad_id)
         hf.return_dict_in_generate = return_dict
         with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=[]):
             if generation.seed is not None:
@@ -118,8 +124,9 @@ class PixelRefer:
     def _answers(self, sequences: torch.Tensor, prompt_len: int, samples: Sequence[EncodedSample], resolved) -> list[Answer]:
         out = []
         for row, sample, regs in zip(sequences[:, prompt_len:].tolist(), samples, resolved):
-            if self.eos_id in row:
-                row = row[: row.index(self.eos_id)]
+            ends = [i for i, t in enumerate(row) if t in self.stop_ids]
+            if ends:
+                row = row[: ends[0]]
             row = [t for t in row if t != self.processor.pad_id]
             text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
             out.append(Answer(text=text, token_ids=row, regions=regs, prompt_tokens=len(sample.input_ids)))
@@ -230,7 +237,7 @@ class ChatSession:
                           return_dict=True, cache=self.cache)
         new = out.sequences[0, len(full):].tolist()
         answer = p._answers(out.sequences, len(full), [sample], [resolved])[0]
-        closing = [] if (new and new[-1] == p.eos_id) else p.processor._tokenize(IM_END)
+        closing = [] if (new and new[-1] in p.stop_ids) else p.processor._tokenize(IM_END)
         self.ids = full + new + closing + p.processor._tokenize("\n")
         self.cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         self.history.append((question, answer.text))

@@ -31,7 +31,7 @@ class GenerationConfig:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
-    def to_hf(self, eos_token_id: int, pad_token_id: int) -> transformers.GenerationConfig:
+    def to_hf(self, eos_token_id: int | list[int], pad_token_id: int) -> transformers.GenerationConfig:
         fields = asdict(self)
         fields.pop("seed")
         if not self.do_sample:
@@ -39,6 +39,15 @@ class GenerationConfig:
         if fields["repetition_penalty"] is None:
             fields.pop("repetition_penalty")
         return transformers.GenerationConfig(**fields, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+
+
+def stop_token_ids(tokenizer, generation_defaults: transformers.GenerationConfig | None, turn_end: int) -> list[int]:
+    """Where an answer ends: the end of the assistant turn, the tokenizer's ``eos_token`` (the official stopping
+    keyword) and the checkpoint's ``generation_config.json`` ``eos_token_id`` (one id or a list)."""
+    ids = [turn_end, tokenizer.eos_token_id]
+    eos = getattr(generation_defaults, "eos_token_id", None)
+    ids += eos if isinstance(eos, list) else [eos]
+    return list(dict.fromkeys(i for i in ids if i is not None))
 
 
 def common_prefix_length(rows: list[list[int]], stop_ids: set[int]) -> int:

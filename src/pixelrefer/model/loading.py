@@ -29,6 +29,15 @@ def _materialize_buffers(model: nn.Module, device: torch.device) -> None:
             setattr(parent, name.rpartition(".")[2], fresh)
 
 
+def _use_generation_defaults(model: PixelReferForConditionalGeneration, directory: Path) -> None:
+    """The checkpoint's ``generation_config.json`` (repetition penalty, ...) becomes the model's generation defaults,
+    as transformers' ``from_pretrained`` - and so the official ``generate`` - uses it; explicit settings still win."""
+    if (directory / "generation_config.json").is_file():
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(directory)
+
+
 def build_empty(config: PixelReferConfig, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
     with torch.device("meta"):
         model = PixelReferForConditionalGeneration(config)
@@ -43,6 +52,7 @@ def load_official(directory: Path, device: torch.device, dtype: torch.dtype) -> 
     load_strict(model, {k: v.to(dtype) for k, v in state.items()}, ignore_missing=ignore)
     _materialize_buffers(model, device)
     model.tie_weights()
+    _use_generation_defaults(model, directory)
     return model.to(device).eval()
 
 
@@ -53,6 +63,7 @@ def load_ours(directory: Path, device: torch.device, dtype: torch.dtype) -> Pixe
     load_strict(model, {k: v.to(dtype) for k, v in read_state_dict(directory).items()}, ignore_missing=ignore)
     _materialize_buffers(model, device)
     model.tie_weights()
+    _use_generation_defaults(model, directory)
     return model.to(device).eval()
 
 

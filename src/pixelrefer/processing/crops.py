@@ -20,7 +20,7 @@ is the whole frame at zoom 1, fitted into the same patch budget: the mask then s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from pixelrefer.config import PixelReferConfig
-from pixelrefer.constants import CROP_MARGIN_PX, MIN_PIXELS, PATCH_AREA, PATCH_SIZE
-from pixelrefer.processing.image import patchify
+from pixelrefer.constants import CROP_MARGIN_PX, PATCH_AREA, PATCH_SIZE
+from pixelrefer.processing.image import ImageProcessorSettings, patchify
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class CropSpec:
     max_crop_patches: int
     local_view_size: int = 224
     scale_adaptive: bool = True
+    image_processor: ImageProcessorSettings = field(default_factory=ImageProcessorSettings)
 
     @classmethod
     def from_config(cls, config: PixelReferConfig) -> CropSpec:
@@ -55,6 +56,7 @@ class CropSpec:
             max_crop_patches=config.max_crop_patches,
             local_view_size=config.local_view_size,
             scale_adaptive=config.region_encoder == "scale_adaptive",
+            image_processor=config.image_processor,
         )
 
 
@@ -70,7 +72,7 @@ class RegionCrop:
     box: tuple[int, int, int, int]  # (row0, col0, row1, col1) as stored for the position grid
     image_size: tuple[int, int]  # (H, W) of the frame
     scale: float
-    local_view: np.ndarray | None = None  # Lite: (H', W', 3) uint8 crop at local_view_size
+    local_view: tuple[np.ndarray, tuple[int, int, int]] | None = None  # Lite: patchified crop at local_view_size
 
 
 def scale_rate(area: int, mask_num: int, downscale_threshold_patches: int) -> float:
@@ -137,8 +139,23 @@ def _token_count(mask_grid: np.ndarray, spec: CropSpec) -> int:
     return min(spec.mask_num, int((mask_grid > 0).sum()))
 
 
-def plan_crop(image: np.ndarray, mask: np.ndarray, spec: CropSpec) -> RegionCrop:
-    """Crop plan of one non-empty boolean mask on an (H, W, 3) uint8 frame."""
+def crop_pixel_budget(spec: CropSpec, num_crops: int = 1) -> int:
+    """Pixel budget of one crop: ``max_crop_patches`` patches (the official training value, ``mm_max_length``).
+    The official inference code divides it by the number of crops of the sample (``num_crops``)."""
+    return spec.max_crop_patches * PATCH_AREA // max(num_crops, 1)
+
+
+def view_patches(view: np.ndarray, spec: CropSpec, budget: int) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Patches of a Lite view. The official geometry fits it into the crop budget, as the official processor
+    does (a no-op for the released models' budget); the clean geometry keeps the view's size."""
+    max_pixels = budget if spec.geometry == "official" else view.shape[0] * view.shape[1]
+    return patchify(view, merge=1, max_pixels=max_pixels, settings=spec.image_processor)
+
+
+def plan_crop(image: np.ndarray, mask: np.ndarray, spec: CropSpec, budget: int | None = None) -> RegionCrop:
+    """Crop plan of one non-empty boolean mask on an (H, W, 3) uint8 frame, within ``budget`` pixels
+    (default :func:`crop_pixel_budget`)."""
+    budget = crop_pixel_budget(spec) if budget is None else budget
     height, width = mask.shape
     if spec.scale_adaptive:
         slice_box, stored_box = _box(mask, spec)
@@ -153,14 +170,15 @@ def plan_crop(image: np.ndarray, mask: np.ndarray, spec: CropSpec) -> RegionCrop
     shrink = spec.variant == "lite" and not (rh >= crop_h or rw >= crop_w)
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     resized = cv2.resize(np.ascontiguousarray(crop), (rw, rh), interpolation=interp)
-    patches, grid = patchify(resized, merge=1, max_pixels=spec.max_crop_patches * PATCH_AREA, min_pixels=MIN_PIXELS)
+    patches, grid = patchify(resized, merge=1, max_pixels=budget, settings=spec.image_processor)
     mask_grid = _resize_mask(mask[r0:r1, c0:c1], rh // PATCH_SIZE, rw // PATCH_SIZE, spec)
     grid_fn = position_grid_official if spec.geometry == "official" else position_grid_xy
     position = grid_fn(grid[1], grid[2], stored_box, height, width)
     local_view = None
     if spec.variant == "lite":
         size = spec.local_view_size
-        local_view = cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
+        view = cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
+        local_view = view_patches(view, spec, budget)
     return RegionCrop(
         patches=patches,
         grid=grid,

@@ -2,19 +2,81 @@
 
 Layout: each 14x14 patch is flattened channel-major (3, 14, 14) into 588 values. With merge ``m`` the patches
 are ordered by (h/m, w/m, m, m): every m x m merge window is m*m consecutive rows (``m = 1`` is row-major).
+
+:class:`ImageProcessorSettings` holds what a checkpoint's ``preprocessor_config.json`` decides (mean, std,
+rescale factor, resample filter, minimum pixels); the pixel budget and merge come from the model config.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from pixelrefer.constants import IMAGE_MEAN, IMAGE_STD, MIN_PIXELS, PATCH_SIZE
-from pixelrefer.errors import MediaError
+from pixelrefer.constants import PATCH_SIZE
+from pixelrefer.errors import ConfigError, MediaError
 
 MAX_ASPECT_RATIO = 200
+
+# PIL resampling filters by the integer a preprocessor_config.json stores (PIL.Image.Resampling values).
+RESAMPLE_FILTERS: dict[int, Image.Resampling] = {int(f): f for f in Image.Resampling}
+
+
+def _channels(name: str, value: Any) -> tuple[float, float, float]:
+    values = [value] * 3 if isinstance(value, int | float) else list(value)
+    if len(values) != 3 or not all(isinstance(v, int | float) for v in values):
+        raise ConfigError(f"image processor {name} must be one number or three (RGB), got {value!r}")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ImageProcessorSettings:
+    """The image-processor settings of a checkpoint, saved in its ``config.json`` as ``image_processor``.
+
+    Defaults are the released SigLIP-NaViT tower's ``preprocessor_config.json`` (spec section 1.4). Official
+    checkpoints take every field from their own file (see :func:`pixelrefer.model.convert.image_settings_from_official`).
+    """
+
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    rescale_factor: float = 1 / 255
+    do_rescale: bool = True
+    do_normalize: bool = True
+    resample: int = int(Image.Resampling.BICUBIC)
+    min_pixels: int = 56 * 56
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_mean", _channels("image_mean", self.image_mean))
+        object.__setattr__(self, "image_std", _channels("image_std", self.image_std))
+        if any(s == 0 for s in self.image_std):
+            raise ConfigError(f"image processor image_std must not contain 0, got {list(self.image_std)}")
+        if self.resample not in RESAMPLE_FILTERS:
+            raise ConfigError(
+                f"image processor resample={self.resample!r} is not a PIL filter; expected one of {sorted(RESAMPLE_FILTERS)}"
+            )
+        if not self.rescale_factor > 0:
+            raise ConfigError(f"image processor rescale_factor must be > 0, got {self.rescale_factor!r}")
+        if int(self.min_pixels) != self.min_pixels or self.min_pixels < 1:
+            raise ConfigError(f"image processor min_pixels must be a positive integer, got {self.min_pixels!r}")
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any] | ImageProcessorSettings | None) -> ImageProcessorSettings:
+        if fields is None:
+            return cls()
+        if isinstance(fields, ImageProcessorSettings):
+            return fields
+        unknown = set(fields) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown image processor setting(s) {sorted(unknown)}")
+        return cls(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["image_mean"], out["image_std"] = list(self.image_mean), list(self.image_std)
+        return out
 
 
 class ImageSizeError(MediaError):
@@ -47,19 +109,24 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h_bar, w_bar
 
 
-def resize_bicubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """PIL bicubic resize of an (H, W, 3) uint8 image; identity when the size is unchanged."""
+def resize_image(image: np.ndarray, height: int, width: int, resample: int) -> np.ndarray:
+    """PIL resize of an (H, W, 3) uint8 image with filter ``resample``; identity when the size is unchanged."""
     if image.shape[:2] == (height, width):
         return image
-    return np.asarray(Image.fromarray(image).resize((width, height), resample=Image.BICUBIC))
+    return np.asarray(Image.fromarray(image).resize((width, height), resample=RESAMPLE_FILTERS[resample]))
 
 
-def normalize(image: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) -> float32 (3, H, W) in [-1, 1], bit-identical to the official rescale + normalise."""
-    scaled = (image.astype(np.float64) * (1 / 255)).astype(np.float32)
-    mean = np.asarray(IMAGE_MEAN, dtype=np.float32)
-    std = np.asarray(IMAGE_STD, dtype=np.float32)
-    return ((scaled - mean) / std).transpose(2, 0, 1)
+def normalize(image: np.ndarray, settings: ImageProcessorSettings) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, H, W), bit-identical to the official rescale + normalise (transformers'
+    ``rescale``: float64 product cast to float32; ``normalize``: ``(x - mean) / std`` in float32)."""
+    x = image.astype(np.float32)
+    if settings.do_rescale:
+        x = (image.astype(np.float64) * settings.rescale_factor).astype(np.float32)
+    if settings.do_normalize:
+        mean = np.asarray(settings.image_mean, dtype=np.float32)
+        std = np.asarray(settings.image_std, dtype=np.float32)
+        x = (x - mean) / std
+    return x.transpose(2, 0, 1)
 
 
 def to_patches(chw: np.ndarray, merge: int) -> np.ndarray:
@@ -71,14 +138,16 @@ def to_patches(chw: np.ndarray, merge: int) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(gh * gw, c * PATCH_SIZE * PATCH_SIZE))
 
 
-def patchify(image: np.ndarray, merge: int, max_pixels: int, min_pixels: int = MIN_PIXELS) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Resize an (H, W, 3) uint8 image onto the patch grid and patchify it.
+def patchify(
+    image: np.ndarray, merge: int, max_pixels: int, settings: ImageProcessorSettings
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Resize an (H, W, 3) uint8 image onto the patch grid and patchify it with ``settings``.
 
     Returns ``(patches (N, 588) float32, grid (1, gh, gw))``.
     """
-    h, w = smart_resize(image.shape[0], image.shape[1], PATCH_SIZE * merge, min_pixels, max_pixels)
-    resized = resize_bicubic(image, h, w)
-    patches = to_patches(normalize(resized), merge)
+    h, w = smart_resize(image.shape[0], image.shape[1], PATCH_SIZE * merge, settings.min_pixels, max_pixels)
+    resized = resize_image(image, h, w, settings.resample)
+    patches = to_patches(normalize(resized, settings), merge)
     return patches, (1, h // PATCH_SIZE, w // PATCH_SIZE)
 
 

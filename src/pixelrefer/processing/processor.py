@@ -29,14 +29,26 @@ from pixelrefer.constants import (
     REGION_TOKEN,
     VIDEO_DIFF_THRESHOLD,
     VIDEO_MIN_TOKENS_PER_FRAME,
+    VIDEO_TAG,
 )
-from pixelrefer.processing.crops import CropSpec, RegionCrop, global_view, plan_crop
+from pixelrefer.errors import ConfigError
+from pixelrefer.processing.crops import (
+    CropSpec,
+    RegionCrop,
+    crop_pixel_budget,
+    global_view,
+    plan_crop,
+    view_patches,
+)
 from pixelrefer.processing.image import media_pixel_budget, patchify
 from pixelrefer.processing.prompts import (
     ASSISTANT_HEADER,
     CHAT_TEMPLATE,
     PromptError,
+    count_media_tags,
+    count_region_placeholders,
     expand_regions,
+    split_at_media,
     strip_media_tags,
 )
 from pixelrefer.regions import ResolvedRegion, as_region
@@ -76,7 +88,7 @@ class EncodedSample:
     media_merge: int = 1
     media_keep: np.ndarray | None = None
     crops: list[RegionCrop] = field(default_factory=list)
-    global_views: list[np.ndarray] = field(default_factory=list)  # Lite: patches per distinct frame
+    global_views: list[tuple[np.ndarray, tuple[int, int, int]]] = field(default_factory=list)  # Lite: per distinct frame
     crop_global_index: list[int] = field(default_factory=list)
 
 
@@ -97,12 +109,19 @@ def as_media(obj: Any) -> Media:
     return Media(frames=[load_image(obj)])
 
 
-def compression_keep(frame_patches: np.ndarray, merge: int) -> np.ndarray:
-    """Official frame-difference compressor on pixel patches (T, N, 588) -> keep mask over merged tokens."""
+def compression_keep(frame_patches: np.ndarray, merge: int, dtype: str | None = None) -> np.ndarray:
+    """Official frame-difference compressor on pixel patches (T, N, 588) -> keep mask over merged tokens.
+
+    ``dtype`` (``config.compression_dtype``): compare the pixels in that torch dtype, as the official code does in
+    the checkpoint's ``torch_dtype``; ``None`` compares in float32."""
     t, n, d = frame_patches.shape
     tokens = frame_patches.reshape(t, n // (merge * merge), merge * merge * d)
-    diff = np.abs(tokens[1:] - tokens[:-1]).mean(axis=-1) * 255
-    keep = np.concatenate([np.ones((1, tokens.shape[1]), dtype=bool), diff > VIDEO_DIFF_THRESHOLD], axis=0)
+    if dtype in (None, "float32"):
+        changed = np.abs(tokens[1:] - tokens[:-1]).mean(axis=-1) * 255 > VIDEO_DIFF_THRESHOLD
+    else:
+        x = torch.from_numpy(tokens).to(getattr(torch, dtype))
+        changed = ((x[1:] - x[:-1]).abs().mean(dim=-1) * 255 > VIDEO_DIFF_THRESHOLD).numpy()
+    keep = np.concatenate([np.ones((1, tokens.shape[1]), dtype=bool), changed], axis=0)
     empty = keep.sum(axis=1) < VIDEO_MIN_TOKENS_PER_FRAME
     keep[empty, 0] = True
     return keep.reshape(-1)
@@ -118,7 +137,7 @@ class PixelReferProcessor:
         self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.region_id = tokenizer.convert_tokens_to_ids(REGION_TOKEN)
         if (self.image_id, self.region_id) != (config.image_token_id, config.region_token_id):
-            raise ValueError(
+            raise ConfigError(
                 f"tokenizer ids of {IMAGE_TOKEN}/{REGION_TOKEN} ({self.image_id}, {self.region_id}) differ from the "
                 f"config ({config.image_token_id}, {config.region_token_id})"
             )
@@ -131,7 +150,8 @@ class PixelReferProcessor:
         """Patchify image or frames; returns visual token counts per ``<image>`` placeholder."""
         merge = self.config.spatial_merge_size if media.is_video else 1
         budget = media_pixel_budget(self.config.max_visual_tokens, merge, len(media.frames))
-        per_frame = [patchify(f, merge=merge, max_pixels=budget) for f in media.frames]
+        settings = self.config.image_processor
+        per_frame = [patchify(f, merge=merge, max_pixels=budget, settings=settings) for f in media.frames]
         sample.media_patches = np.concatenate([p for p, _ in per_frame])
         sample.media_grid = [g for _, g in per_frame]
         sample.media_merge = merge
@@ -139,38 +159,42 @@ class PixelReferProcessor:
         if media.is_video and len(per_frame) > 1 and self.config.use_token_compression:
             if len(set(sample.media_grid)) != 1:
                 raise ValueError("all frames of a video must have the same size")
-            keep = compression_keep(np.stack([p for p, _ in per_frame]), merge)
+            keep = compression_keep(np.stack([p for p, _ in per_frame]), merge, self.config.compression_dtype)
             sample.media_keep = keep
             return [int(k.sum()) for k in keep.reshape(len(per_frame), -1)]
         return tokens_per_frame
 
     # ----------------------------------------------------------------------------------------------- regions
     def _encode_regions(
-        self, media: Media, regions: Sequence[ResolvedRegion], sample: EncodedSample, official_local_view_cache: bool
+        self, media: Media, regions: Sequence[ResolvedRegion], sample: EncodedSample, official_local_view_cache: bool,
+        official_crop_budget: bool,
     ) -> list[list[float] | None]:
         lite = self.config.is_lite
         groups: list[list[float] | None] = []
         global_index: dict[int, int] = {}
-        local_cache: dict[int, np.ndarray] = {}
-        for region in regions:
-            frames = region.frames if lite else region.frames[:1]
+        local_cache: dict[int, Any] = {}
+        region_frames = [region.frames if lite else region.frames[:1] for region in regions]
+        budget = crop_pixel_budget(self.crop_spec, sum(map(len, region_frames)) if official_crop_budget else 1)
+        for region, frames in zip(regions, region_frames):
             for f in frames:
-                crop = plan_crop(media.frames[f], region.masks[f], self.crop_spec)
+                crop = plan_crop(media.frames[f], region.masks[f], self.crop_spec, budget)
                 sample.crops.append(crop)
                 if lite:
                     if official_local_view_cache:
                         crop.local_view = local_cache.setdefault(f, crop.local_view)
                     if f not in global_index:
                         global_index[f] = len(sample.global_views)
-                        sample.global_views.append(global_view(media.frames[f], self.config.global_view_size))
+                        view = global_view(media.frames[f], self.config.global_view_size)
+                        sample.global_views.append(view_patches(view, self.crop_spec, budget))
                     sample.crop_global_index.append(global_index[f])
             stamps = [media.timestamps[f] for f in frames] if (lite and media.is_video) else None
             groups.append(stamps)
         return groups
 
     def resolve_regions(self, media: Media, regions: Sequence[Any]) -> list[ResolvedRegion]:
-        """Masks per frame for every region. On video, Lite regions are propagated to every sampled frame (the
-        Lite model reads an object on all its frames); PixelRefer uses each region's first annotated frame."""
+        """Masks per frame for every region. On video, a Lite region given on one frame is propagated to every
+        sampled frame (the Lite model reads an object on all its frames); one given on several frames keeps exactly
+        those, as in the official code. PixelRefer uses each region's first annotated frame."""
         h, w = media.size
         propagate = self.config.is_lite and media.is_video and len(media.frames) > 1
         out = []
@@ -178,8 +202,9 @@ class PixelReferProcessor:
             if isinstance(r, ResolvedRegion):
                 out.append(r)
             else:
-                region = as_region(r).resolve(h, w, num_frames=len(media.frames), segmenter=self.segmenter, frames=media.frames,
-                                                  propagate=propagate)
+                prompt = as_region(r)
+                region = prompt.resolve(h, w, num_frames=len(media.frames), segmenter=self.segmenter, frames=media.frames,
+                                        propagate=propagate and len(prompt.data) == 1)
                 for warning in region.warnings:
                     logger.warning("region %d: %s", len(out), warning)
                 out.append(region)
@@ -193,20 +218,26 @@ class PixelReferProcessor:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _messages(self, messages: Sequence[Message], media: Media | None, groups: list) -> list[dict[str, Any]]:
+        """Chat messages for the template. The media goes where the user wrote ``<image>``/``<video>`` (official
+        chunk split and spacing, :func:`split_at_media`), else at the start of the first user turn."""
         groups_iter = list(groups)
         out: list[dict[str, Any]] = []
-        media_placed = False
-        for msg in messages:
+        users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+        tagged = [i for i in users if count_media_tags(messages[i]["content"])]
+        if media is not None and len(tagged) > 1:
+            raise PromptError(f"{len(tagged)} user turns have an {IMAGE_TOKEN}/{VIDEO_TAG} tag; one image or video is given")
+        media_turn = (tagged or users or [None])[0] if media is not None else None
+        for index, msg in enumerate(messages):
             role, text = msg["role"], msg["content"]
             if role == "user":
-                text = strip_media_tags(text)
-                n = text.count("<region>")
+                n = count_region_placeholders(text)
                 text, groups_iter = expand_regions(text, groups_iter[:n]), groups_iter[n:]
-                if media is not None and not media_placed and not self.config.is_lite:
+                if index == media_turn:
                     item = {"type": "video", "timestamps": media.timestamps} if media.is_video else {"type": "image"}
-                    out.append({"role": role, "content": [item, {"type": "text", "text": text}]})
-                    media_placed = True
+                    content = [item if piece is None else {"type": "text", "text": piece} for piece in split_at_media(text)]
+                    out.append({"role": role, "content": content})
                     continue
+                text = strip_media_tags(text)
             out.append({"role": role, "content": text})
         if groups_iter:
             raise PromptError(
@@ -271,6 +302,7 @@ class PixelReferProcessor:
         with_labels: bool = False,
         official_local_view_cache: bool = False,
         include_media: bool = True,
+        official_crop_budget: bool = False,
     ) -> EncodedSample:
         """Encode one sample. ``messages`` are ``{"role": "user"|"assistant", "content": str}`` turns whose user
         text holds one ``<region>`` per region, in order. ``media`` may be ``None`` for text-only samples.
@@ -278,7 +310,8 @@ class PixelReferProcessor:
         ``include_media=False`` leaves the media tokens out of the text (a follow-up turn whose media prefix is
         already in a KV cache); the frames are still used to crop the regions.
         ``official_local_view_cache`` reproduces the official Lite bug of reusing a frame's first local crop for
-        every region of that frame (parity tests only)."""
+        every region of that frame; ``official_crop_budget`` the official inference rule of dividing the crop
+        (and view) pixel budget by the number of crops of the sample (parity tests only)."""
         sample = EncodedSample(input_ids=[], labels=None)
         media_obj = as_media(media) if media is not None else None
         resolved = self.resolve_regions(media_obj, regions) if (regions and media_obj is not None) else []
@@ -288,7 +321,10 @@ class PixelReferProcessor:
         place_media = media_obj is not None and include_media and not self.config.is_lite
         if place_media:
             image_counts = self._encode_media(media_obj, sample)
-        groups = self._encode_regions(media_obj, resolved, sample, official_local_view_cache) if resolved else []
+        groups = (
+            self._encode_regions(media_obj, resolved, sample, official_local_view_cache, official_crop_budget)
+            if resolved else []
+        )
         rendered = self._messages(messages, media_obj if place_media else None, groups)
         ids, labels = self._token_ids(rendered, add_generation_prompt, with_labels)
         region_counts = [c.num_tokens for c in sample.crops]
@@ -344,15 +380,14 @@ def collate_visual(samples: Sequence[EncodedSample]) -> VisualInputs | None:
         v.crop_position = _cat([c.position.reshape(-1, 2) for c in crops])
         v.crop_tokens = torch.tensor([c.num_tokens for c in crops], dtype=torch.long)
     if crops and crops[0].local_view is not None:
-        local = [patchify(c.local_view, merge=1, max_pixels=c.local_view.shape[0] * c.local_view.shape[1]) for c in crops]
+        local = [c.local_view for c in crops]
         v.local_pixels = _cat([p for p, _ in local])
         v.local_grid = torch.tensor([g for _, g in local], dtype=torch.long)
-        views, index, offset = [], [], 0
+        glob, index, offset = [], [], 0
         for s in samples:
-            views += s.global_views
+            glob += s.global_views
             index += [i + offset for i in s.crop_global_index]
             offset += len(s.global_views)
-        glob = [patchify(g, merge=1, max_pixels=g.shape[0] * g.shape[1]) for g in views]
         v.global_pixels = _cat([p for p, _ in glob])
         v.global_grid = torch.tensor([g for _, g in glob], dtype=torch.long)
         v.crop_global_index = torch.tensor(index, dtype=torch.long)

@@ -6,6 +6,11 @@ Rendering (identical to the official processor):
 * video turn: ``<|im_start|>user\\nTime 0.0s:<image>,Time 1.0s:<image>\\n{text}<|im_end|>\\n``
 * assistant:  ``<|im_start|>assistant\\n{answer}<|im_end|>\\n``
 
+A ``<image>``/``<video>`` the user wrote stays where it is: the turn is split there, each text chunk is
+``.strip()``-ed (empty chunks dropped) and the media item goes between them (:func:`split_at_media`), so
+``"Look at <image> and describe <region>."`` renders ``Look at<image>\\nand describe [<REGION>].``. Without a
+written tag the media goes first (the official default).
+
 Each ``<image>`` is later expanded to one placeholder per visual token, and each ``<region>`` in user text
 becomes ``[<REGION>]`` (PixelRefer) or ``[Time t:<REGION>,...]`` (Lite, video) whose single ``<REGION>`` is
 expanded to one placeholder per object token. Expansion happens at id level in
@@ -62,9 +67,35 @@ def count_region_placeholders(text: str) -> int:
     return len(_REGION_RE.findall(text))
 
 
+def count_media_tags(text: str) -> int:
+    return len(_MEDIA_TAG_RE.findall(text))
+
+
 def strip_media_tags(text: str) -> str:
-    """Remove user-written `<image>`/`<video>` tags; the processor places the media itself."""
+    """Remove user-written `<image>`/`<video>` tags (for turns that carry no media)."""
     return _MEDIA_TAG_RE.sub("", text).strip()
+
+
+def split_at_media(text: str) -> list[str | None]:
+    """The official layout of the user turn that carries the media: ``None`` marks where the media item goes.
+
+    The text is split at its `<image>`/`<video>` tag and each chunk ``.strip()``-ed, empty chunks dropped; with no
+    tag the media goes first. At most one tag (one media item per sample)."""
+    chunks = _MEDIA_TAG_RE.split(text)
+    if len(chunks) > 2:
+        raise PromptError(
+            f"the prompt has {len(chunks) - 1} {IMAGE_TOKEN}/{VIDEO_TAG} tags but one image or video is given; "
+            "write the tag once, where the media should go"
+        )
+    if len(chunks) == 1:
+        chunks = ["", text]
+    pieces: list[str | None] = []
+    for i, chunk in enumerate(chunks):
+        if i:
+            pieces.append(None)
+        if chunk.strip():
+            pieces.append(chunk.strip())
+    return pieces
 
 
 def expand_regions(text: str, region_groups: Sequence[Sequence[float] | None]) -> str:
@@ -121,8 +152,8 @@ def compose_question(question: str | None, num_regions: int, task: str | None = 
         if num_regions != 1:
             raise PromptError(f"the {task} task asks about one region; {num_regions} were given")
         return TASK_PROMPTS[task]
-    text = strip_media_tags(question or "")
-    if not text:
+    text = (question or "").strip()
+    if not strip_media_tags(text):
         raise PromptError("the question is empty")
     if num_regions and count_region_placeholders(text) == 0:
         text = multi_region_prefix(num_regions) + text
