@@ -1,25 +1,25 @@
 """CUDA checks (run on a GPU machine): official-tiny parity on CUDA, and every API path in fp32 / bf16 / fp16."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from parity.test_official_tiny import CASES, _run
 from pixelrefer import GenerationConfig, PixelRefer, Region
-from pixelrefer.model.loading import load_checkpoint
+from pixelrefer.parity import encode, fixture_cases, kmeans_generator, load_case, logits_to_compare, max_abs
 
 dev = torch.device("cuda")
-root = Path(__file__).resolve().parents[1] / "tests/data/official-tiny"
-models = {d: load_checkpoint(root / d, dev, torch.float32) for d in ("pixelrefer-tiny", "pixelreferlite-tiny")}
-for case in CASES:
-    model, tok, sample, inputs, exp = _run(models, root, case)
-    inputs = inputs.to(dev, torch.float32)
+data = Path(__file__).resolve().parents[1] / "tests/data"
+for fixture, name in fixture_cases(data, tuple(sorted(p.name for p in data.glob("official-*")))):
+    case = load_case(fixture, name)
+    run = encode(case)
+    model = run.model.to(dev)
+    inputs = run.inputs.to(dev, torch.float32)
     with torch.no_grad():
-        logits = model(**inputs.as_kwargs(), kmeans_generator=torch.Generator().manual_seed(1234)).logits[0].float().cpu()
-    print(f"cuda fp32 {case:22s} max|logits diff| = {float((logits - torch.from_numpy(exp['logits'])).abs().max()):.2e}")
+        logits = model(**inputs.as_kwargs(), kmeans_generator=kmeans_generator(case)).logits[0].float().cpu()
+    model.to("cpu")
+    diff = max_abs(logits_to_compare(case, logits), case.expected["logits"])
+    print(f"cuda fp32 {Path(fixture).name}/{name:22s} max|logits diff| = {diff:.2e}")
 
 rng = np.random.default_rng(0)
 img = (rng.random((224, 280, 3)) * 255).astype(np.uint8)

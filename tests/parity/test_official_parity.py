@@ -5,28 +5,32 @@ within 1e-5; logits within 1e-4; greedy tokens identical.
 """
 
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from parity.official import (
-    all_cases,
+from pixelrefer.parity import (
     encode,
     expected_ids,
+    fixture_cases,
+    forward,
     kmeans_generator,
     lite_view_ids,
     load_case,
+    logits_to_compare,
     max_abs,
     polygons,
     recorded_mask,
 )
-from pixelrefer.model.modeling import region_grids
 from pixelrefer.regions.codecs import polygons_to_mask
 
 FEATURE_TOL = 1e-5
 LOGITS_TOL = 1e-4
-CASES = [pytest.param(f, c, id=f"{f}-{c}") for f, c in all_cases()]
+DATA = Path(__file__).resolve().parents[1] / "data"
+FIXTURES = ("official-tiny", "official-varied-a", "official-varied-b")
+CASES = [pytest.param(f, c, id=f"{Path(f).name}-{c}") for f, c in fixture_cases(DATA, FIXTURES)]
 
 
 def _cases_where(keep):
@@ -53,16 +57,8 @@ def _run(fixture, name):
 
 @cache
 def _forward(fixture, name):
-    run = _run(fixture, name)
-    v = run.inputs.visual
-    with torch.no_grad():
-        feats = run.model.encode_vision(v)
-        positions, masks = region_grids(v)
-        pooled = run.model.object_tokenizer(feats["crop"], positions, masks, generator=kmeans_generator(run.case))
-        tokens = run.model.object_features(v, feats, kmeans_generator(run.case))
-        embeds = run.model.embed(run.inputs.input_ids, v, kmeans_generator(run.case))
-        logits = run.model(inputs_embeds=embeds, attention_mask=run.inputs.attention_mask).logits[0]
-    return feats, pooled, tokens, embeds[0], logits
+    stages = forward(_run(fixture, name))
+    return stages.features, stages.pooled, stages.object_tokens, stages.inputs_embeds, stages.logits
 
 
 def _close(actual, expected, tol, what):
@@ -175,9 +171,7 @@ def test_inputs_embeds(fixture, name):
 @pytest.mark.parametrize("fixture,name", CASES)
 def test_logits(fixture, name):
     exp = load_case(fixture, name).expected
-    logits = _forward(fixture, name)[4]
-    if "logits_positions" in exp:
-        logits = logits[torch.from_numpy(exp["logits_positions"])]
+    logits = logits_to_compare(load_case(fixture, name), _forward(fixture, name)[4])
     _close(logits, exp["logits"], LOGITS_TOL, "logits")
 
 

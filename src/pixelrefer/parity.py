@@ -1,6 +1,6 @@
-"""Shared helpers for parity with the official code's recorded outputs.
+"""Parity with the official code's recorded outputs: turn a recorded official call into this package's inputs.
 
-Each fixture folder under ``tests/data/official-*`` holds tiny checkpoints in the official format, inputs, and the
+Each official fixture folder (the repository's ``tests/data/official-*``) holds tiny checkpoints in the official format, inputs, and the
 official code's outputs in ``expected/`` (its README describes how they were recorded). A *case* is one official
 ``mm_infer`` call. This module turns a case into this package's inputs, runs it, and measures every stage.
 """
@@ -19,11 +19,10 @@ import torch
 from pycocotools import mask as mask_utils
 
 from pixelrefer.model.loading import load_checkpoint
+from pixelrefer.model.modeling import region_grids
 from pixelrefer.processing.processor import Media, PixelReferProcessor
 from pixelrefer.regions import Region
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-FIXTURES = ("official-tiny", "official-varied-a", "official-varied-b")
 CASE_NAMES = ("pixelrefer_image", "pixelrefer_video", "pixelreferlite_image", "pixelreferlite_video")
 DEFAULT_KMEANS_SEED = 1234  # torch.manual_seed before each official mm_infer call; k-means is the only RNG consumer
 
@@ -62,13 +61,15 @@ class Case:
         return self.call["modal"] == "video"
 
 
-def all_cases() -> list[tuple[str, str]]:
-    return [(f, c) for f in FIXTURES for c in CASE_NAMES]
+def fixture_cases(data_dir: str | Path, fixtures: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(fixture folder, case name) for every case of the named fixture folders under ``data_dir``."""
+    return [(str(Path(data_dir) / f), c) for f in fixtures for c in CASE_NAMES]
 
 
 @cache
 def load_case(fixture: str, name: str) -> Case:
-    root = DATA / fixture
+    """Case ``name`` of the fixture folder ``fixture`` (a path)."""
+    root = Path(fixture)
     meta = json.loads((root / "expected" / f"{name}.json").read_text())
     call = meta.get("call") or _TINY_CALLS[name]
     expected = dict(np.load(root / "expected" / f"{name}.npz"))
@@ -145,7 +146,7 @@ def _region(prompts: dict[int, tuple[str, Any]]) -> Region:
 
 @cache
 def load_model(fixture: str, checkpoint: str):
-    return load_checkpoint(DATA / fixture / checkpoint, torch.device("cpu"), torch.float32)
+    return load_checkpoint(Path(fixture) / checkpoint, torch.device("cpu"), torch.float32)
 
 
 @dataclass
@@ -189,3 +190,34 @@ def lite_view_ids(case: Case) -> tuple[list[int], list[int]]:
     ids = case.meta.get("lite_view_image_ids", case.call["mask_ids"])
     stored = case.meta.get("lite_view_stored_image_ids", list(dict.fromkeys(ids))[:1])
     return ids, stored
+
+
+@dataclass
+class Stages:
+    """This package's output at each stage the official fixtures record."""
+
+    features: dict[str, Any]  # vision features by input kind (media, crops, Lite views)
+    pooled: list[torch.Tensor]  # per region: masked tokens or k-means centroids, before the MLP
+    object_tokens: torch.Tensor  # after the MLP: the rows written at the <REGION> positions
+    inputs_embeds: torch.Tensor
+    logits: torch.Tensor
+
+
+def forward(run: Run) -> Stages:
+    """Every recorded stage for one case, each k-means drawn from the case's recorded seed as the official run did."""
+    model, v = run.model, run.inputs.visual
+    with torch.no_grad():
+        feats = model.encode_vision(v)
+        positions, masks = region_grids(v)
+        pooled = model.object_tokenizer(feats["crop"], positions, masks, generator=kmeans_generator(run.case))
+        tokens = model.object_features(v, feats, kmeans_generator(run.case))
+        embeds = model.embed(run.inputs.input_ids, v, kmeans_generator(run.case))
+        logits = model(inputs_embeds=embeds, attention_mask=run.inputs.attention_mask).logits[0]
+    return Stages(feats, pooled, tokens, embeds[0], logits)
+
+
+def logits_to_compare(case: Case, logits: torch.Tensor) -> torch.Tensor:
+    """The rows of ``logits`` the fixture recorded (some fixtures keep only a few positions)."""
+    if "logits_positions" in case.expected:
+        return logits[torch.from_numpy(case.expected["logits_positions"])]
+    return logits
