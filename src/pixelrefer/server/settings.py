@@ -11,13 +11,28 @@ MIB = 1024 * 1024
 class ServerSettings:
     """What the server accepts and how long it waits.
 
+    Model work:
     ``max_queue``: requests waiting for the model beyond the one running; more get HTTP 429.
-    ``max_upload_bytes``: largest request body (and largest decoded media); more get HTTP 413.
-    ``max_video_seconds`` / ``max_video_frames`` / ``video_fps``: video duration limit and sampling.
-    ``request_timeout_s``: a request still waiting or running after this gets HTTP 504.
-    ``max_image_pixels``: largest image or video frame (width x height).
+    ``request_timeout_s``: a request still waiting or running after this gets HTTP 504 and its job is stopped.
     ``max_new_tokens``: default answer length; ``max_new_tokens_limit`` the most a request may ask for.
     ``max_batch``: concurrent non-streaming questions answered together in one ``ask_batch`` call.
+
+    Input:
+    ``max_upload_bytes``: largest request body (and largest decoded media); more get HTTP 413.
+    ``max_video_seconds`` / ``max_video_frames`` / ``video_fps``: video duration limit and sampling.
+    ``max_image_pixels``: largest image or video frame (width x height).
+    ``max_regions``: regions per request.
+
+    Connections (enforced by :mod:`pixelrefer.server.protocol`, so slow clients cannot starve the others):
+    ``header_timeout_s``: a connection must send complete request headers this soon after it opens (or after
+    its previous response); else it is closed with 408.
+    ``body_timeout_s``: the whole request body must arrive this soon after the headers; else 408.
+    ``keep_alive_s``: an idle keep-alive connection is closed after this.
+    ``max_connections``: open connections; a new one beyond this evicts the connection that has waited longest
+    for its headers, or is refused with 503 when every open connection is in a request.
+    ``max_header_bytes``: largest request line plus headers (more get 400).
+    ``max_active_requests``: requests being read or served at once, ``/health`` and ``/v1/models`` not counted;
+    more get 503 before their body is read. Default ``4 * (max_queue + 2) + 8``.
     """
 
     model_name: str = "pixelrefer"
@@ -32,3 +47,20 @@ class ServerSettings:
     max_regions: int = 16
     max_image_pixels: int = 4096 * 4096
     max_batch: int = 4
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    keep_alive_s: float = 5.0
+    max_connections: int = 256
+    max_header_bytes: int = 16 * 1024
+    max_active_requests: int | None = None
+
+    @property
+    def active_request_limit(self) -> int:
+        if self.max_active_requests is not None:
+            return self.max_active_requests
+        return 4 * (self.max_queue + 2) + 8
+
+    @property
+    def prepare_limit(self) -> int:
+        """Requests whose media are decoded at once (off the event loop); more get 429."""
+        return self.max_queue + 2
