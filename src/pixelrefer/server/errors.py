@@ -63,6 +63,12 @@ def error_response(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse(error_body(status, kind, message), status_code=status, headers=headers)
 
 
+def internal_error(exc: BaseException) -> JSONResponse:
+    """A 500 for a server fault: logged with its traceback, answered without internals."""
+    logger.error("unhandled error: %r", exc, exc_info=exc)
+    return error_response(500, "internal_error", f"internal error ({type(exc).__name__})")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as JSON; unexpected ones are logged and become a 500 without internals."""
 
@@ -87,5 +93,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error: %s", exc)
-        return error_response(500, "internal_error", f"internal error ({type(exc).__name__})")
+        return internal_error(exc)

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from pixelrefer.server.errors import error_response
+from pixelrefer.server.errors import error_response, internal_error
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ class RequestGuard:
     - at most ``max_active`` at once, counted from the headers to the end of the response; more get 503 at
       once, before their body is read;
     - a client that disconnects before its response is complete cancels the request's handler, which abandons
-      its model job (:func:`pixelrefer.server.runtime.wait`, :class:`~pixelrefer.server.runtime.PieceStream`).
+      its model job (:func:`pixelrefer.server.runtime.wait`, :class:`~pixelrefer.server.runtime.PieceStream`);
+    - an unexpected error is answered with a 500 JSON body here, so the connection stays usable (Starlette's
+      outer error middleware would answer, then re-raise, and uvicorn would drop the connection).
     """
 
     def __init__(self, app: Any, max_active: int, light_paths: Collection[str] = ()) -> None:
@@ -98,6 +100,7 @@ class _CancelOnDisconnect:
     def __init__(self, app: Any, scope: dict, receive: Any, send: Any) -> None:
         self.app, self.scope, self._receive, self._send = app, scope, receive, send
         self.disconnected = asyncio.Event()
+        self.response_started = False
         self.response_complete = False
         self.watcher: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
@@ -112,6 +115,7 @@ class _CancelOnDisconnect:
         return message
 
     async def send(self, message: dict) -> None:
+        self.response_started = True
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             self.response_complete = True
         await self._send(message)
@@ -132,6 +136,10 @@ class _CancelOnDisconnect:
             current = asyncio.current_task()
             if (current is not None and current.cancelling()) or not self.disconnected.is_set():
                 raise  # the server itself is cancelling (shutdown), not the client's disconnect
+        except Exception as exc:  # a bug, not bad input (that is a 4xx from the app's handlers)
+            if self.response_started:
+                raise
+            await internal_error(exc)(self.scope, self._receive, self._send)
         finally:
             if self.watcher is not None:
                 self.watcher.cancel()

@@ -8,9 +8,10 @@ included) answer 503. :class:`GuardedH11Protocol` adds, per connection (limits f
 - headers must be complete within ``header_timeout_s`` of the connection opening or of its previous response
   (else 408 and close); the body within ``body_timeout_s`` of the headers (else 408, or a close once a
   response has started);
-- at most ``max_connections`` open: a new connection beyond that evicts the open connection that has waited
-  longest for its headers (a slow client, or an idle keep-alive one), or is refused with 503 when every open
-  connection is inside a request.
+- at most ``max_connections`` open: a new connection beyond that evicts one that is still waiting for its
+  headers, first those that have sent part of a request line or headers without finishing (the slow-header
+  attack; a real client sends its headers at once), oldest first, then idle ones (just opened, or kept alive
+  between requests); it is refused with 503 when every open connection is inside a request.
 
 Request-level limits (how many requests are served at once, body size, disconnects) are ASGI middlewares in
 :mod:`pixelrefer.server.guards`. :func:`uvicorn_config` is the one place the server's uvicorn options are set.
@@ -51,6 +52,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self.phase: str | None = None
         self.phase_since = 0.0
+        self.partial_headers = False  # bytes of a request arrived, its headers are not complete yet
         self._deadline: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------------------------------- uvicorn hooks
@@ -63,6 +65,8 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         self._track()
+        if self.phase == HEADERS:
+            self.partial_headers = True
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -88,7 +92,7 @@ class GuardedH11Protocol(H11Protocol):
         if phase == self.phase:
             return
         self._disarm()
-        self.phase, self.phase_since = phase, self.loop.time()
+        self.phase, self.phase_since, self.partial_headers = phase, self.loop.time(), False
         if phase is not None:
             limit = self.settings.header_timeout_s if phase == HEADERS else self.settings.body_timeout_s
             self._deadline = self.loop.call_later(limit, self._expired)
@@ -119,7 +123,7 @@ class GuardedH11Protocol(H11Protocol):
                    if p is not self and isinstance(p, GuardedH11Protocol) and p.phase == HEADERS
                    and not p.transport.is_closing()]
         if waiting:
-            oldest = min(waiting, key=lambda p: p.phase_since)
+            oldest = min(waiting, key=lambda p: (not p.partial_headers, p.phase_since))
             oldest.drop(408, "Request Timeout", "request_timeout", "closed to make room for other clients")
             return
         logger.warning("%d connections are open, all in requests: refusing a new one", len(self.connections) - 1)
