@@ -81,16 +81,19 @@ class EncodedSample:
 
 
 def as_media(obj: Any) -> Media:
-    """Image path / PIL / array, video path, ``VideoClip`` or ``(frames, timestamps)`` -> :class:`Media`."""
+    """Image path / PIL / array, video path, ``VideoClip``, a list of frames (arrays, PIL images or paths, one per
+    second), a ``(T, H, W, C)`` array or ``(frames, timestamps)`` -> :class:`Media`."""
+    from pixelrefer.media import clip_from_frames, load_image, read_video
+    from pixelrefer.media.video import is_video_path
+
     if isinstance(obj, Media):
         return obj
     if hasattr(obj, "frames") and hasattr(obj, "timestamps"):
         return Media(frames=[np.asarray(f) for f in obj.frames], timestamps=[float(t) for t in obj.timestamps])
     if isinstance(obj, tuple) and len(obj) == 2:
-        frames, stamps = obj
-        return Media(frames=[np.asarray(f) for f in frames], timestamps=[float(t) for t in stamps])
-    from pixelrefer.media import load_image, read_video
-    from pixelrefer.media.video import is_video_path
+        return as_media(clip_from_frames(*obj))
+    if isinstance(obj, list) or (isinstance(obj, np.ndarray) and obj.ndim == 4):
+        return as_media(clip_from_frames(obj))
 
     if isinstance(obj, str | os.PathLike) and is_video_path(obj):
         return as_media(read_video(obj, fps=DEFAULT_VIDEO_FPS, max_frames=DEFAULT_MAX_FRAMES))
