@@ -36,8 +36,11 @@ from pixelrefer.processing.prompts import (
     ASSISTANT_HEADER,
     CHAT_TEMPLATE,
     PromptError,
+    check_control_tokens,
+    clean_user_text,
+    control_token_pattern,
+    control_tokens,
     expand_regions,
-    strip_media_tags,
 )
 from pixelrefer.regions import ResolvedRegion, as_region
 from pixelrefer.types import ModelInputs, VisualInputs
@@ -126,6 +129,7 @@ class PixelReferProcessor:
                 f"config ({config.image_token_id}, {config.region_token_id})"
             )
         self.crop_spec = CropSpec.from_config(config)
+        self.control_pattern = control_token_pattern(control_tokens(tokenizer))
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else tokenizer.eos_token_id
 
@@ -202,7 +206,7 @@ class PixelReferProcessor:
         for msg in messages:
             role, text = msg["role"], msg["content"]
             if role == "user":
-                text = strip_media_tags(text)
+                text = clean_user_text(text, self.control_pattern)
                 n = text.count("<region>")
                 text, groups_iter = expand_regions(text, groups_iter[:n]), groups_iter[n:]
                 if media is not None and not media_placed and not self.config.is_lite:
@@ -210,6 +214,8 @@ class PixelReferProcessor:
                     out.append({"role": role, "content": [item, {"type": "text", "text": text}]})
                     media_placed = True
                     continue
+            else:
+                text = check_control_tokens(text, self.control_pattern, f"the {role} turn")
             out.append({"role": role, "content": text})
         if groups_iter:
             raise PromptError(
