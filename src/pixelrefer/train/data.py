@@ -27,9 +27,9 @@ import numpy as np
 from PIL import Image
 
 from pixelrefer.constants import REGION_PLACEHOLDER
+from pixelrefer.errors import DataError
 from pixelrefer.regions import codecs
 from pixelrefer.regions.errors import RegionError
-from pixelrefer.errors import DataError
 
 logger = logging.getLogger(__name__)
 
