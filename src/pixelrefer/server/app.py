@@ -18,10 +18,11 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, UploadFile
 
+from pixelrefer.limits import check_question
 from pixelrefer.processing.prompts import PromptError, compose_question
 from pixelrefer.server import openai_compat as oa
 from pixelrefer.server.errors import ApiError, install_error_handlers
-from pixelrefer.server.guards import BodyLimit, RequestGuard
+from pixelrefer.server.guards import BodyLimit, RequestGuard, WithLimits
 from pixelrefer.server.inputs import Prepared, prepare
 from pixelrefer.server.runtime import EventStream, PieceStream, PrepareSlots, sse, submit, wait
 from pixelrefer.server.schemas import (
@@ -82,6 +83,7 @@ def create_app(pipeline: Any, settings: ServerSettings | None = None, segmenter:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes * 4 // 3 + BODY_SLACK)
+    app.add_middleware(WithLimits, limits=settings.limits)
     app.add_middleware(RequestGuard, max_active=settings.active_request_limit, light_paths=LIGHT_PATHS)
     _add_info_routes(app, settings, worker)
     _add_region_routes(app, settings, service, worker, slots)
@@ -116,6 +118,7 @@ def _add_region_routes(app: FastAPI, settings: ServerSettings, service: ModelSer
 
     async def ask(data: bytes | str, raw_regions: list, text: str, max_new_tokens: int | None, stream: bool,
                   masks: list[bytes] = ()) -> Any:
+        check_question(text)  # cheap limits first: a 100 KB question is refused before any decoding
         generation = generation_config(settings, max_new_tokens)
         got = await load(data, raw_regions, masks)
         question = Question(got.media, got.regions, _question(text, len(got.regions)), generation)
@@ -259,6 +262,7 @@ def _add_openai_routes(app: FastAPI, settings: ServerSettings, service: ModelSer
         parsed = oa.parse_chat(body)
         if parsed.media_url is None:
             raise ApiError(400, "invalid_request", "send an image_url (or video_url) content part as a data: URL")
+        check_question(parsed.text)
         generation = generation_config(settings, body.max_completion_tokens or body.max_tokens, body.temperature,
                                        body.top_p, body.seed)
         got = await slots.run(prepare, settings, parsed.media_url, parsed.regions, (), "image_url")

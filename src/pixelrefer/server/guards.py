@@ -11,6 +11,7 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
+from pixelrefer.limits import Limits, use_limits
 from pixelrefer.server.errors import error_response, internal_error
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,20 @@ class BodyLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+
+class WithLimits:
+    """Every request is handled under ``use_limits(limits)``: the checks of :mod:`pixelrefer.limits` (question,
+    regions, masks, media), wherever they run for this request (event loop, decode thread, model thread), use the
+    server's limits."""
+
+    def __init__(self, app: Any, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        with use_limits(self.limits):
+            await self.app(scope, receive, send)
 
 
 class RequestGuard:

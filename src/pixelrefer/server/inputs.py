@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixelrefer.errors import LimitError
+from pixelrefer.limits import check_region_count
 from pixelrefer.regions import Region, RegionError
 from pixelrefer.server.errors import ApiError
 from pixelrefer.server.media_io import DecodedMedia, decode_base64, decode_media
@@ -28,16 +29,12 @@ class Prepared:
 def prepare(settings: ServerSettings, data: bytes | str, raw_regions: Sequence[Any], masks: Sequence[bytes] = (),
             what: str = "media") -> Prepared:
     """Decode ``data`` (bytes, or base64 / a data URL as text) and parse the regions (``masks``: uploaded mask
-    images, one region each, after ``raw_regions``). Counts and sizes are checked before anything is decoded."""
+    images, one region each, after ``raw_regions``). Counts and sizes are checked before anything is decoded, with
+    the limits in force (:func:`pixelrefer.limits.use_limits`, set per request by the app)."""
     raw = list(raw_regions) + [{"type": "mask_png", "data": base64.b64encode(m).decode()} for m in masks]
-    _check_count(raw, settings)
+    check_region_count(len(raw))
     media = decode_media(decode_base64(data, settings, what) if isinstance(data, str) else data, settings)
     return Prepared(media, parse_regions(raw, media))
-
-
-def _check_count(raw: Sequence[Any], settings: ServerSettings) -> None:
-    if len(raw) > settings.max_regions:
-        raise ApiError(422, "invalid_region", f"{len(raw)} regions; at most {settings.max_regions} are accepted")
 
 
 def parse_regions(raw: Sequence[Any], media: DecodedMedia) -> list[Region]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pixelrefer.errors import LimitError
 from pixelrefer.media import MediaError, VideoClip, load_image, read_video
 from pixelrefer.server.errors import ApiError
 from pixelrefer.server.settings import ServerSettings
@@ -122,6 +123,8 @@ def _decode_image(data: bytes, settings: ServerSettings) -> DecodedMedia:
         pil.load()
         rgb = load_image(pil)
         alpha = np.asarray(pil.getchannel("A")) if "A" in pil.getbands() else None
+    except LimitError:
+        raise
     except (MediaError, OSError, ValueError, SyntaxError) as exc:
         raise ApiError(400, "invalid_media", f"cannot read the image: {_clean(exc)}") from exc
     mask = None
@@ -136,6 +139,9 @@ def _decode_video(data: bytes, fmt: str, settings: ServerSettings) -> VideoClip:
         path.write_bytes(data)
         try:
             clip = read_video(path, fps=settings.video_fps, max_frames=settings.max_video_frames)
+        except LimitError as exc:  # from the container's metadata, before any frame was decoded
+            kind = "video_too_long" if "max_video_seconds" in str(exc) else "video_too_large"
+            raise ApiError(413, kind, _clean(exc, tmp)) from exc
         except MediaError as exc:
             raise ApiError(400, "invalid_media", f"cannot read the video: {_clean(exc, tmp)}") from exc
         except Exception as exc:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pixelrefer.limits import Limits, limits_for
+
 MIB = 1024 * 1024
+_SERVER = limits_for("server")  # the defaults of every input limit live in pixelrefer.limits
 
 
 @dataclass(frozen=True)
@@ -17,11 +20,13 @@ class ServerSettings:
     ``max_new_tokens``: default answer length; ``max_new_tokens_limit`` the most a request may ask for.
     ``max_batch``: concurrent non-streaming questions answered together in one ``ask_batch`` call.
 
-    Input:
-    ``max_upload_bytes``: largest request body (and largest decoded media); more get HTTP 413.
-    ``max_video_seconds`` / ``max_video_frames`` / ``video_fps``: video duration limit and sampling.
-    ``max_image_pixels``: largest image or video frame (width x height).
+    Input (the four limits a ``pixelrefer serve`` flag can change; :attr:`limits` holds them with every other
+    input limit of the ``server`` interface, see :mod:`pixelrefer.limits`; over a limit is HTTP 413):
+    ``max_upload_bytes``: largest request body (and largest decoded media).
+    ``max_video_seconds``: longest video (container duration, checked before decoding).
+    ``max_image_pixels``: largest image or video frame (width x height, from the header).
     ``max_regions``: regions per request.
+    ``max_video_frames`` / ``video_fps``: how a video is sampled.
 
     Connections (enforced by :mod:`pixelrefer.server.protocol`, so slow clients cannot starve the others):
     ``header_timeout_s``: a connection must send complete request headers this soon after it opens (or after
@@ -37,15 +42,15 @@ class ServerSettings:
 
     model_name: str = "pixelrefer"
     max_queue: int = 8
-    max_upload_bytes: int = 32 * MIB
-    max_video_seconds: float = 60.0
+    max_upload_bytes: int = _SERVER.max_upload_bytes
+    max_video_seconds: float = _SERVER.max_video_seconds
     max_video_frames: int = 16
     video_fps: float = 1.0
     request_timeout_s: float = 120.0
     max_new_tokens: int = 128
     max_new_tokens_limit: int = 1024
-    max_regions: int = 16
-    max_image_pixels: int = 4096 * 4096
+    max_regions: int = _SERVER.max_regions
+    max_image_pixels: int = _SERVER.max_image_pixels
     max_batch: int = 4
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
@@ -53,6 +58,13 @@ class ServerSettings:
     max_connections: int = 256
     max_header_bytes: int = 16 * 1024
     max_active_requests: int | None = None
+
+    @property
+    def limits(self) -> Limits:
+        """Every input limit of the server: the ``server`` interface's, with this object's four overrides."""
+        return limits_for("server", max_upload_bytes=self.max_upload_bytes, max_video_seconds=self.max_video_seconds,
+                          max_image_pixels=self.max_image_pixels, max_video_frame_pixels=self.max_image_pixels,
+                          max_regions=self.max_regions)
 
     @property
     def active_request_limit(self) -> int:

@@ -2,13 +2,16 @@
 
 Requests submit jobs and await their futures; a full queue refuses at once (HTTP 429), a closing
 worker refuses and fails whatever still waits (HTTP 503). Only live work counts against the queue: a job whose
-future was cancelled (its request timed out or went away) is dropped, never run. Jobs marked batchable that wait together
+future was cancelled (its request timed out or went away) is dropped, never run. A job runs in a copy of the
+context it was submitted from, so context variables such as the request's input limits
+(:func:`pixelrefer.limits.use_limits`) apply on the model thread too. Jobs marked batchable that wait together
 are handed to ``batch_fn`` in one call (e.g. ``PixelRefer.ask_batch``), so concurrent questions
 share the forward passes.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections import deque
@@ -34,6 +37,7 @@ class _Job:
     future: Future = field(default_factory=Future)
     batch_item: Any = None
     batch_key: Any = None
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class ModelWorker:
@@ -136,9 +140,9 @@ class ModelWorker:
             live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
             try:
                 if live and live[0].run is not None:
-                    _settle(live[0].future, live[0].run)
+                    live[0].context.run(_settle, live[0].future, live[0].run)
                 elif live:
-                    self._run_batch(live)
+                    live[0].context.run(self._run_batch, live)
             finally:
                 with self._cond:
                     self._busy = False
