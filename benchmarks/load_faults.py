@@ -27,6 +27,7 @@ import asyncio
 import base64
 import io
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -181,12 +182,12 @@ async def _slow_header_client(port: int, until: float, counts: Counter) -> None:
             while time.monotonic() < until:  # trickle a header byte now and then; never finish
                 writer.write(b"X")
                 await writer.drain()
-                data = await asyncio.wait_for(reader.read(64), 0.5)
-                if data or reader.at_eof():
-                    counts["dropped_408" if data.startswith(b"HTTP/1.1 408") else "dropped"] += 1
-                    break
-        except asyncio.TimeoutError:
-            continue
+                try:
+                    data = await asyncio.wait_for(reader.read(64), 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                counts["dropped_408" if data.startswith(b"HTTP/1.1 408") else "dropped"] += 1
+                break
         except OSError:
             counts["dropped"] += 1
         finally:
@@ -218,23 +219,37 @@ async def _slow_body_client(port: int, until: float, counts: Counter) -> None:
             writer.close()
 
 
-async def slow_clients(base: str, port: int, args: argparse.Namespace, slow_headers: int, slow_bodies: int) -> Phase:
-    phase = Phase()
+async def _flood(port: int, until: float, slow_headers: int, slow_bodies: int) -> Counter:
     counts: Counter = Counter()
+    tasks = [_slow_header_client(port, until, counts) for _ in range(slow_headers)]
+    tasks += [_slow_body_client(port, until, counts) for _ in range(slow_bodies)]
+    await asyncio.gather(*tasks)
+    return counts
+
+
+def _flood_process(port: int, seconds: float, slow_headers: int, slow_bodies: int, out: Any) -> None:
+    out.put(dict(asyncio.run(_flood(port, time.monotonic() + seconds, slow_headers, slow_bodies))))
+
+
+async def slow_clients(base: str, port: int, args: argparse.Namespace, slow_headers: int, slow_bodies: int) -> Phase:
+    """The flood runs in its own process, so the timings below are the server's, not the flooding client's."""
+    phase = Phase()
+    results: Any = multiprocessing.Queue()
+    flood = multiprocessing.Process(target=_flood_process, args=(port, args.flood_s, slow_headers, slow_bodies, results))
+    flood.start()
     until = time.monotonic() + args.flood_s
 
-    async def flood_and_ask() -> None:
-        flood = [asyncio.create_task(_slow_header_client(port, until, counts)) for _ in range(slow_headers)]
-        flood += [asyncio.create_task(_slow_body_client(port, until, counts)) for _ in range(slow_bodies)]
+    async def ask_during_flood() -> None:
         await asyncio.sleep(0.5)  # let the flood fill the connection table
         async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as c:
             while time.monotonic() < until:
                 await timed_ask(c, phase)
-        await asyncio.gather(*flood)
 
-    await with_probe(base, phase, flood_and_ask())
+    await with_probe(base, phase, ask_during_flood())
+    counts = await asyncio.to_thread(results.get, True, 60)
+    flood.join(10)
     phase.extra.update(slow_header_clients=slow_headers, slow_body_clients=slow_bodies,
-                       flood_s=args.flood_s, flood_outcomes=dict(counts))
+                       flood_s=args.flood_s, flood_outcomes=counts)
     return phase
 
 
