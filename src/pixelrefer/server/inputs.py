@@ -28,17 +28,22 @@ class Prepared:
 
 def prepare(settings: ServerSettings, data: bytes | str, raw_regions: Sequence[Any], masks: Sequence[bytes] = (),
             what: str = "media") -> Prepared:
-    """Decode ``data`` (bytes, or base64 / a data URL as text) and parse the regions (``masks``: uploaded mask
-    images, one region each, after ``raw_regions``). Counts and sizes are checked before anything is decoded, with
-    the limits in force (:func:`pixelrefer.limits.use_limits`, set per request by the app)."""
+    """Parse the regions (``masks``: uploaded mask images, one region each, after ``raw_regions``), then decode
+    ``data`` (bytes, or base64 / a data URL as text): a bad region is refused before the media are decoded.
+    Counts and declared sizes are checked before decoding, with the limits in force
+    (:func:`pixelrefer.limits.use_limits`, set per request by the app). With no region, an RGBA image's own
+    alpha is the region."""
     raw = list(raw_regions) + [{"type": "mask_png", "data": base64.b64encode(m).decode()} for m in masks]
     check_region_count(len(raw))
+    regions = parse_regions(raw)
     media = decode_media(decode_base64(data, settings, what) if isinstance(data, str) else data, settings)
-    return Prepared(media, parse_regions(raw, media))
+    if not regions and media.alpha is not None:
+        regions.append(Region.from_mask(media.alpha))
+    return Prepared(media, regions)
 
 
-def parse_regions(raw: Sequence[Any], media: DecodedMedia) -> list[Region]:
-    """Regions from their JSON form; an RGBA image's own alpha is the region when none is given."""
+def parse_regions(raw: Sequence[Any]) -> list[Region]:
+    """Regions from their JSON form."""
     regions = []
     for index, item in enumerate(raw):
         try:
@@ -47,6 +52,4 @@ def parse_regions(raw: Sequence[Any], media: DecodedMedia) -> list[Region]:
             raise
         except (RegionError, TypeError, ValueError) as exc:
             raise ApiError(422, "invalid_region", f"region {index}: {exc}") from exc
-    if not regions and media.alpha is not None:
-        regions.append(Region.from_mask(media.alpha))
     return regions
