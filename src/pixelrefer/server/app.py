@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import astuple
 from typing import Annotated, Any
@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, Form, UploadFile
 
 from pixelrefer.limits import check_question
-from pixelrefer.processing.prompts import PromptError, compose_question
+from pixelrefer.processing.prompts import compose_question
 from pixelrefer.server import openai_compat as oa
 from pixelrefer.server.errors import ApiError, install_error_handlers
 from pixelrefer.server.guards import BodyLimit, RequestGuard, WithLimits
@@ -102,26 +102,19 @@ def _add_info_routes(app: FastAPI, settings: ServerSettings, worker: ModelWorker
         return ModelList(data=[ModelCard(id=settings.model_name)])
 
 
-def _question(text: str | None, num_regions: int, task: str | None = None) -> str:
-    try:
-        return compose_question(text, num_regions, task)
-    except PromptError as exc:
-        raise ApiError(400, "invalid_prompt", str(exc)) from exc
-
-
 def _add_region_routes(app: FastAPI, settings: ServerSettings, service: ModelService, worker: ModelWorker,
                        slots: PrepareSlots) -> None:
     # Long on purpose: the shared handlers (ask, describe, segment) and the six routes that call them close over
     # the same settings/service/worker, so they are registered together.
-    async def load(data: bytes | str, raw_regions: list, masks: list[bytes] = ()) -> Prepared:
+    async def load(data: bytes | str, raw_regions: list, masks: Sequence[bytes] = ()) -> Prepared:
         return await slots.run(prepare, settings, data, raw_regions, masks)
 
     async def ask(data: bytes | str, raw_regions: list, text: str, max_new_tokens: int | None, stream: bool,
-                  masks: list[bytes] = ()) -> Any:
+                  masks: Sequence[bytes] = ()) -> Any:
         check_question(text)  # cheap limits first: a 100 KB question is refused before any decoding
         generation = generation_config(settings, max_new_tokens)
         got = await load(data, raw_regions, masks)
-        question = Question(got.media, got.regions, _question(text, len(got.regions)), generation)
+        question = Question(got.media, got.regions, compose_question(text, len(got.regions)), generation)
         start = time.perf_counter()
         if stream:
             return await _stream_answer(worker, service, question, settings)
@@ -132,8 +125,8 @@ def _add_region_routes(app: FastAPI, settings: ServerSettings, service: ModelSer
                            answer=answer_out(answer, got.regions), latency_s=round(time.perf_counter() - start, 3))
 
     async def describe(data: bytes | str, raw_regions: list, task: str, max_new_tokens: int | None,
-                       masks: list[bytes] = ()) -> DescribeResponse:
-        _question(None, 1, task)
+                       masks: Sequence[bytes] = ()) -> DescribeResponse:
+        compose_question(None, 1, task)
         generation = generation_config(settings, max_new_tokens)
         got = await load(data, raw_regions, masks)
         if not got.regions:
@@ -266,7 +259,7 @@ def _add_openai_routes(app: FastAPI, settings: ServerSettings, service: ModelSer
         generation = generation_config(settings, body.max_completion_tokens or body.max_tokens, body.temperature,
                                        body.top_p, body.seed)
         got = await slots.run(prepare, settings, parsed.media_url, parsed.regions, (), "image_url")
-        question = Question(got.media, got.regions, _question(parsed.text, len(got.regions)), generation)
+        question = Question(got.media, got.regions, compose_question(parsed.text, len(got.regions)), generation)
         cid = oa.completion_id()
         if body.stream:
             return await _openai_stream(worker, service, question, settings, cid)
