@@ -250,3 +250,24 @@ def test_a_slow_body_gets_408(pipeline) -> None:
             assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
             assert time.perf_counter() - start < 3.0
         assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+
+
+def test_a_trickled_body_is_dropped_at_the_minimum_rate_not_the_body_timeout(pipeline) -> None:
+    settings = ServerSettings(max_new_tokens=2, header_timeout_s=1.0, body_timeout_s=60.0, min_body_rate=1000)
+    with running(create_app(pipeline, settings)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100000\r\n\r\n")
+            start = time.perf_counter()
+            s.settimeout(0.2)
+            reply = b""
+            while not reply and time.perf_counter() - start < 8:
+                s.sendall(b" " * 10)  # 50 bytes/s, far under the 1000 bytes/s asked for
+                try:
+                    reply = s.recv(4096)
+                except TimeoutError:
+                    continue
+            assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
+            assert b"bytes/s" in reply
+            assert time.perf_counter() - start < 4.0

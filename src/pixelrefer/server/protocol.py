@@ -6,8 +6,8 @@ included) answer 503. :class:`GuardedH11Protocol` adds, per connection (limits f
 :class:`~pixelrefer.server.settings.ServerSettings`):
 
 - headers must be complete within ``header_timeout_s`` of the connection opening or of its previous response
-  (else 408 and close); the body within ``body_timeout_s`` of the headers (else 408, or a close once a
-  response has started);
+  (else 408 and close); the body within ``body_timeout_s`` of the headers, and at ``min_body_rate`` on average
+  once it has taken ``header_timeout_s`` (else 408, or a close once a response has started);
 - at most ``max_connections`` open: a new connection beyond that evicts one that is still waiting for its
   headers, first those that have sent part of a request line or headers without finishing (the slow-header
   attack; a real client sends its headers at once), oldest first, then idle ones (just opened, or kept alive
@@ -53,6 +53,7 @@ class GuardedH11Protocol(H11Protocol):
         self.phase: str | None = None
         self.phase_since = 0.0
         self.partial_headers = False  # bytes of a request arrived, its headers are not complete yet
+        self.body_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------------------------------- uvicorn hooks
@@ -67,6 +68,8 @@ class GuardedH11Protocol(H11Protocol):
         self._track()
         if self.phase == HEADERS:
             self.partial_headers = True
+        elif self.phase == BODY:
+            self.body_bytes += len(data)  # an upper bound: the first chunk may end with the headers
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -92,10 +95,12 @@ class GuardedH11Protocol(H11Protocol):
         if phase == self.phase:
             return
         self._disarm()
-        self.phase, self.phase_since, self.partial_headers = phase, self.loop.time(), False
+        self.phase, self.phase_since, self.partial_headers, self.body_bytes = phase, self.loop.time(), False, 0
         if phase is not None:
-            limit = self.settings.header_timeout_s if phase == HEADERS else self.settings.body_timeout_s
-            self._deadline = self.loop.call_later(limit, self._expired)
+            first = self.settings.header_timeout_s
+            if phase == BODY:
+                first = min(first, self.settings.body_timeout_s)
+            self._deadline = self.loop.call_later(first, self._expired)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -103,11 +108,22 @@ class GuardedH11Protocol(H11Protocol):
             self._deadline = None
 
     def _expired(self) -> None:
+        """The phase's first check (``header_timeout_s`` in, or ``body_timeout_s`` if sooner); a body that is
+        still arriving fast enough is checked again every second."""
         self._deadline = None
-        what = "request headers" if self.phase == HEADERS else "request body"
-        limit = self.settings.header_timeout_s if self.phase == HEADERS else self.settings.body_timeout_s
-        logger.info("closing a connection whose %s took over %g s", what, limit)
-        self.drop(408, "Request Timeout", "request_timeout", f"the {what} did not arrive within {limit:g} s")
+        if self.phase == HEADERS:
+            message = f"the request headers did not arrive within {self.settings.header_timeout_s:g} s"
+        else:
+            elapsed = self.loop.time() - self.phase_since
+            too_slow = self.body_bytes < self.settings.min_body_rate * elapsed and not self.flow.read_paused
+            if elapsed < self.settings.body_timeout_s and not too_slow:
+                wait = min(1.0, self.settings.body_timeout_s - elapsed)
+                self._deadline = self.loop.call_later(wait, self._expired)
+                return
+            message = (f"the request body arrived at under {self.settings.min_body_rate} bytes/s" if too_slow else
+                       f"the request body did not arrive within {self.settings.body_timeout_s:g} s")
+        logger.info("closing a connection: %s", message)
+        self.drop(408, "Request Timeout", "request_timeout", message)
 
     def drop(self, status: int, reason: str, kind: str, message: str) -> None:
         """Close the connection, with an error response unless one has started."""

@@ -32,6 +32,8 @@ class ServerSettings:
     ``header_timeout_s``: a connection must send complete request headers this soon after it opens (or after
     its previous response); else it is closed with 408.
     ``body_timeout_s``: the whole request body must arrive this soon after the headers; else 408.
+    ``min_body_rate``: bytes per second a body must average once it has taken ``header_timeout_s`` (a client
+    trickling its body is dropped then, not at ``body_timeout_s``); else 408.
     ``keep_alive_s``: an idle keep-alive connection is closed after this.
     ``max_connections``: open connections; a new one beyond this evicts the connection that has waited longest
     for its headers, or is refused with 503 when every open connection is in a request.
@@ -54,6 +56,7 @@ class ServerSettings:
     max_batch: int = 4
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
+    min_body_rate: int = 16 * 1024
     keep_alive_s: float = 5.0
     max_connections: int = 256
     max_header_bytes: int = 16 * 1024
