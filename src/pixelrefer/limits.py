@@ -13,6 +13,7 @@ bounded by characters before any tokeniser sees it.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
@@ -217,6 +218,19 @@ def check_image_pixels(width: int, height: int, what: str = "the image", limits:
                          "pixels")
 
 
+_PIL_BOMB_SIZE = re.compile(r"\((\d+) pixels\)")
+
+
+def decompression_bomb(exc: Exception, what: str, limit_name: str = "max_image_pixels",
+                       limits: Limits | None = None) -> LimitError:
+    """The :class:`LimitError` for PIL's ``DecompressionBombError``, which PIL raises while reading the header of
+    an image of more than twice ``Image.MAX_IMAGE_PIXELS``, before our own header check can run."""
+    lim = _resolve(limits)
+    match = _PIL_BOMB_SIZE.search(str(exc))
+    size = f"{int(match.group(1)):,} pixels" if match else "more pixels than PIL decodes"
+    return LimitError(f"{what} declares {size}; the limit {limit_name} is {getattr(lim, limit_name):,} pixels")
+
+
 def check_video_metadata(
     width: int, height: int, num_frames: int | None, duration_s: float | None, what: str = "the video",
     limits: Limits | None = None,
@@ -266,6 +280,7 @@ __all__ = [
     "check_upload_bytes",
     "check_video_metadata",
     "check_video_sampled",
+    "decompression_bomb",
     "limits_for",
     "model_max_tokens",
     "use_limits",
