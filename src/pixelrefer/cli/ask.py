@@ -14,6 +14,7 @@ import numpy as np
 import typer
 
 from pixelrefer.cli.common import cli_errors, console
+from pixelrefer.errors import PixelReferError
 from pixelrefer.media import MediaError, VideoClip, is_video_path, load_image, read_video
 from pixelrefer.processing.prompts import (
     TASK_PROMPTS,
@@ -142,7 +143,7 @@ def load_pipeline(model: str, device: str, dtype: str) -> PixelRefer:
     with console.status(f"Loading model {model} …"):
         try:
             pipeline = PixelRefer.from_pretrained(model, device=device, dtype=dtype)
-        except CheckpointError:
+        except PixelReferError:  # a bad --device / --dtype, or the checkpoint's own CheckpointError
             raise
         except (OSError, KeyError, ValueError) as exc:
             raise CheckpointError(f"cannot load {model!r}: {exc}") from exc
