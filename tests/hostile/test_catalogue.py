@@ -280,13 +280,16 @@ def test_cli(case: Case, artefacts: dict[str, Any], workdir: Path, monkeypatch: 
     assert case.match in lines[0], err
 
 
-def test_cli_console_script_gives_one_line_and_exit_2(workdir: Path) -> None:
+def test_cli_console_script_gives_one_line_and_exit_2(workdir: Path, artefacts: dict[str, Any]) -> None:
     """The same through a real process: the installed console script, argument parsing included."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    scene = str(workdir / "files" / "scene.png")
     for args, match in ((["synth", "--out", str(workdir / "o"), "--video-fraction", "2"], "video_fraction"),
-                        (["synth", "--out", str(workdir / "o"), "--n-train", "abc"], "--n-train")):
-        proc = subprocess.run([str(Path(sys.executable).parent / "pixelrefer"), *args], capture_output=True, text=True, env=env, cwd=workdir,
-                              timeout=120, check=False)
+                        (["synth", "--out", str(workdir / "o"), "--n-train", "abc"], "--n-train"),
+                        (["ask", scene, b"What is <region>? \xff".decode("utf-8", "surrogateescape"),
+                          "--box", "30,20,80,60", "--model", "tiny"], "invalid character")):
+        proc = subprocess.run([str(Path(sys.executable).parent / "pixelrefer"), *args], capture_output=True,
+                              text=True, env=env, cwd=workdir, timeout=120, check=False, errors="replace")
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.count("error:") == 1 and match in proc.stderr
 

@@ -238,6 +238,7 @@ def ask(
     """
     with cli_errors():
         args = _region_args(locals())
+        compose_question(question, 0)  # the text's limits and control tokens, before any decoding or loading
         pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames)
         from pixelrefer.inference.generation import GenerationConfig
 
