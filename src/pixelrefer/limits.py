@@ -151,6 +151,9 @@ def check_question(text: Any, tokenizer: Any = None, limits: Limits | None = Non
     UTF-8 length alone proves the bound (byte-level BPE never makes more tokens than bytes).
     """
     lim = _resolve(limits)
+    if isinstance(text, str | bytes) and len(text) > 4 * lim.max_question_chars:  # too long even as UTF-8 bytes
+        raise _too_large(f"{what} length", len(text), "max_question_chars", lim.max_question_chars,
+                         "characters" if isinstance(text, str) else "bytes")
     text = as_text(text, what)
     if len(text) > lim.max_question_chars:
         raise _too_large(f"{what} length", len(text), "max_question_chars", lim.max_question_chars, "characters")

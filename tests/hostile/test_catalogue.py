@@ -427,3 +427,19 @@ def test_nothing_unpickles_untrusted_data() -> None:
                 if hits == ["torch" + ".load("] and "weights_only=True" in line:
                     continue
                 assert not hits, f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+
+
+def test_question_limit_is_checked_without_reading_the_text() -> None:
+    """A 100 KB (and a 100 MB) question is refused by its length alone, long before any tokeniser."""
+    import time
+
+    from pixelrefer.errors import LimitError
+    from pixelrefer.limits import check_question
+    from pixelrefer.model.tokenizer import byte_level_tokenizer
+
+    tokenizer = byte_level_tokenizer()
+    for text in ("a" * 100_000, "a" * 100_000_000, b"a" * 100_000_000):
+        start = time.perf_counter()
+        with pytest.raises(LimitError, match="max_question_chars"):
+            check_question(text, tokenizer)
+        assert time.perf_counter() - start < 0.05
