@@ -19,9 +19,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from pixelrefer.errors import LimitError, PromptError
+from pixelrefer.errors import ConfigError, LimitError, PromptError
 
 MIB = 1024 * 1024
+_OPTIONAL = frozenset({"max_prompt_tokens"})  # None: the model's own maximum
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,16 @@ class Limits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
-                raise LimitError(f"limit {f.name} must be a positive number (or None where allowed), got {value!r}")
+            if value is None and f.name in _OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigError(f"limit {f.name} must be a positive number, got {value!r}")
 
     def replace(self, **changes: Any) -> Limits:
         """A copy with some limits changed (unknown names are an error)."""
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
-            raise LimitError(f"unknown limit(s) {sorted(unknown)}; known: {sorted(f.name for f in fields(self))}")
+            raise ConfigError(f"unknown limit(s) {sorted(unknown)}; known: {sorted(f.name for f in fields(self))}")
         return replace(self, **changes)
 
 
@@ -93,7 +96,7 @@ INTERFACES = tuple(_INTERFACE_LIMITS)
 def limits_for(interface: str, **overrides: Any) -> Limits:
     """The default limits of ``interface`` (``api``, ``cli``, ``server``, ``demo``, ``train``), with overrides."""
     if interface not in _INTERFACE_LIMITS:
-        raise LimitError(f"unknown interface {interface!r}; expected one of {list(INTERFACES)}")
+        raise ConfigError(f"unknown interface {interface!r}; expected one of {list(INTERFACES)}")
     return _INTERFACE_LIMITS[interface].replace(**overrides) if overrides else _INTERFACE_LIMITS[interface]
 
 
