@@ -17,6 +17,7 @@ import torch
 
 from pixelrefer.constants import IM_END
 from pixelrefer.inference.generation import GenerationConfig, common_prefix_length, join_prefix_and_suffixes
+from pixelrefer.limits import check_prompt_tokens, check_question, check_region_count
 from pixelrefer.model.convert import CheckpointError
 from pixelrefer.model.loading import load_checkpoint
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
@@ -27,7 +28,7 @@ from pixelrefer.processing.processor import (
     as_media,
     collate_visual,
 )
-from pixelrefer.processing.prompts import TASK_PROMPTS, PromptError
+from pixelrefer.processing.prompts import TASK_PROMPTS, PromptError, check_control_tokens, strip_media_tags
 from pixelrefer.regions import ResolvedRegion
 from pixelrefer.utils.device import resolve_device, resolve_dtype
 
@@ -100,8 +101,23 @@ class PixelRefer:
         return self.model.device
 
     # ------------------------------------------------------------------------------------------- encoding
+    def _check_input(self, question: Any, regions: Sequence[Any]) -> str:
+        """Validate a question and its regions before any media or model work; returns the question as ``str``.
+
+        Checks the :mod:`pixelrefer.limits` (question characters then tokens, region count), the text's encoding
+        and control tokens typed in it (see :mod:`pixelrefer.processing.prompts`)."""
+        question = check_question(question, self.tokenizer)
+        if isinstance(regions, str | bytes | dict) or not hasattr(regions, "__len__"):
+            raise PromptError(f"regions must be a list (of Region objects, masks or region dicts), got "
+                              f"{type(regions).__name__}")
+        check_region_count(len(regions))
+        check_control_tokens(strip_media_tags(question), self.processor.control_pattern)
+        return question
+
     def _encode(self, media: Any, regions: Sequence[Any], question: str, **kwargs: Any) -> EncodedSample:
-        return self.processor.encode(media, regions, [{"role": "user", "content": question}], **kwargs)
+        sample = self.processor.encode(media, regions, [{"role": "user", "content": question}], **kwargs)
+        check_prompt_tokens(len(sample.input_ids), self.model.config)
+        return sample
 
     def _generate(self, input_ids, attention_mask, visual, generation: GenerationConfig, return_dict: bool = False,
                   **kwargs):
@@ -132,6 +148,9 @@ class PixelRefer:
 
     def ask_batch(self, requests: Sequence[AskRequest], generation: GenerationConfig | None = None) -> list[Answer]:
         """Answer several independent requests in one left-padded batch."""
+        if not requests:
+            raise PromptError("ask_batch needs at least one request")
+        requests = [replace(r, question=self._check_input(r.question, r.regions)) for r in requests]
         generation = generation or GenerationConfig()
         medias = [as_media(r.media) for r in requests]
         resolved = [self.processor.resolve_regions(m, r.regions) for m, r in zip(medias, requests)]
@@ -150,6 +169,9 @@ class PixelRefer:
             if task not in TASK_PROMPTS:
                 raise PromptError(f"unknown task {task!r}; choose one of {sorted(TASK_PROMPTS)}")
             question = TASK_PROMPTS[task]
+        question = self._check_input(question, regions)
+        if not regions:
+            raise PromptError("describe_each needs at least one region")
         if question.count("<region>") != 1:
             raise PromptError("describe_each needs a question with exactly one <region>")
         media_obj = as_media(media)
@@ -180,6 +202,7 @@ class PixelRefer:
         """Yield the answer as text pieces while it is generated."""
         from transformers import TextIteratorStreamer
 
+        question = self._check_input(question, regions)
         sample = self._encode(media, regions, question)
         batch = self.processor.collate([sample], padding_side="left")
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -219,12 +242,14 @@ class ChatSession:
         """Ask a question. ``regions`` default to the session's regions when the question names all of them
         (one ``<region>`` each), else to none."""
         p = self.pipeline
+        question = p._check_input(question, regions if regions is not None else self.regions)
         n = question.count("<region>")
         if regions is None:
             regions = self.regions if n == len(self.regions) else []
         resolved = p.processor.resolve_regions(self.media, regions)
         sample = p._encode(self.media, resolved, question, include_media=self.cache is None)
         full = self.ids + sample.input_ids
+        check_prompt_tokens(len(full), p.model.config)
         ids = torch.tensor([full])
         out = p._generate(ids, torch.ones_like(ids), collate_visual([sample]), generation or GenerationConfig(),
                           return_dict=True, cache=self.cache)

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 import torch
 import transformers
 
+from pixelrefer.errors import ConfigError
+
 
 @dataclass
 class GenerationConfig:
@@ -23,13 +25,13 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
-            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
+            raise ConfigError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
         if self.do_sample and self.temperature <= 0:
-            raise ValueError("temperature must be > 0 when sampling")
+            raise ConfigError("temperature must be > 0 when sampling")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
 
     def to_hf(self, eos_token_id: int, pad_token_id: int) -> transformers.GenerationConfig:
         fields = asdict(self)
