@@ -82,6 +82,27 @@ class VisionPretrainSection:
 
 
 @dataclass
+class DeepSpeedSection:
+    """Options of the deepspeed_zero2 / deepspeed_zero3 strategies (the rest is train/configs/deepspeed/*.json)."""
+
+    offload_optimizer: str = "none"  # none | cpu: optimizer states and step in CPU memory
+    offload_param: str = "none"  # none | cpu: parameters in CPU memory between uses (ZeRO-3 only)
+
+
+@dataclass
+class LoraSection:
+    """LoRA adapters (peft) instead of full fine-tuning of the modules they target."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # a regex over module names (peft's target_modules): the LLM's attention and MLP projections by default;
+    # plain names such as q_proj would also hit the vision tower's layers
+    target_modules: str = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+    quantize: str | None = None  # "4bit" / "8bit" (QLoRA, bitsandbytes on CUDA only)
+
+
+@dataclass
 class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -106,6 +127,11 @@ class TrainConfig:
     num_threads: int | None = None  # torch CPU threads
     num_workers: int = 0  # DataLoader workers
     progress: bool = True
+    strategy: str = "single"  # single | ddp | fsdp2 | deepspeed_zero2 | deepspeed_zero3 (see train/engines.py)
+    gradient_checkpointing: bool = False  # recompute vision and LLM layer activations in backward
+    group_by_length: bool = False  # micro-batches of similar length (within chunks of 64 global batches)
+    deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    lora: LoraSection | None = None  # set (e.g. lora={}) to train LoRA adapters instead of the LLM's weights
 
     @property
     def export_path(self) -> Path:
