@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,12 +23,19 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train PixelRefer / PixelRefer-Lite per a config; writes the resolved config, metrics.jsonl and the model."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun / accelerate launch, only rank 0 talks
+    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from pixelrefer.train.config import load_train_config
     from pixelrefer.train.recipe import run
 
     cfg = load_train_config(config, list(overrides or []) + ([] if progress else ["progress=false"]))
+    from pixelrefer.train.distributed import close_processes
+
     out = run(cfg, resume=resume)
+    close_processes()
+    if not main_process:
+        return
     typer.echo(f"model + tokenizer -> {out}; config and metrics in {cfg.output_dir}")
     for split in evaluate or []:
         evaluate_split(out, Path(cfg.data.root) / split, Path(cfg.output_dir) / f"eval-{Path(split).stem}",

@@ -180,7 +180,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
     ) -> torch.Tensor:
         """Object tokens of every region in LLM width, concatenated in placeholder order."""
         positions, masks = region_grids(visual)
-        pooled = self.object_tokenizer(feats["crop"], positions, masks, generator=generator)
+        pooled = self.object_tokenizer.pool(feats["crop"], positions, masks, generator=generator)
         if self.oci is not None:
             objects = pad_to(pooled, self.config.mask_num)
             local = torch.stack([f.flatten(0, 1) for f in feats["local"]]).float()
@@ -235,7 +235,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
             term = term + self.projector(torch.zeros(1, width, device=device, dtype=dtype)).float().sum() * 0
         if region:
             cell = torch.zeros(1, 1, width, device=device, dtype=dtype)
-            pooled = self.object_tokenizer([cell], [torch.zeros(1, 1, 2, device=device)],
+            pooled = self.object_tokenizer.pool([cell], [torch.zeros(1, 1, 2, device=device)],
                                            [torch.ones(1, 1, device=device)])
             tokens = pooled[0]
             if self.oci is not None:

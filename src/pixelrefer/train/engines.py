@@ -44,7 +44,7 @@ OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 DCP_DIR = "dcp"
 DEEPSPEED_TAG = "deepspeed"  # DeepSpeed's checkpoint subfolder of a step folder
-REGION_MODULES = ("projector", "object_tokenizer.mlp", "object_tokenizer", "oci")  # own FSDP units, inner first
+REGION_MODULES = ("projector", "object_tokenizer.mlp", "object_tokenizer.pos_proj", "oci")  # own FSDP units
 OFFLOAD_TARGETS = ("none", "cpu")
 
 
