@@ -252,8 +252,8 @@ def check_upload_bytes(n_bytes: int, what: str = "the upload", limits: Limits | 
 __all__ = [
     "DEFAULT_LIMITS",
     "INTERFACES",
-    "Limits",
     "LimitError",
+    "Limits",
     "active_limits",
     "as_text",
     "check_declared_size",

@@ -12,10 +12,10 @@ micro-batches already consumed in it.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import math
-import itertools
 import random
 import shutil
 import time

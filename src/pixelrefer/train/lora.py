@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from pixelrefer.errors import ConfigError
-from pixelrefer.train.config import LoraSection
 from pixelrefer.model.checkpoint import load_strict
+from pixelrefer.train.config import LoraSection
 from pixelrefer.train.stages import group_of, model_name
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from pixelrefer.processing.processor import PixelReferProcessor
 from pixelrefer.train.config import TrainConfig
 from pixelrefer.train.dataset import Collator, SupervisedDataset, TaskFocus
 from pixelrefer.train.distributed import init_processes
-from pixelrefer.train.lora import apply_lora, check_lora, is_peft, merge, save_adapter
 from pixelrefer.train.loop import Trainer, latest_checkpoint, seed_everything
+from pixelrefer.train.lora import apply_lora, check_lora, is_peft, merge, save_adapter
 
 logger = logging.getLogger(__name__)
 
