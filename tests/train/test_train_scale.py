@@ -16,6 +16,9 @@ import pytest
 import torch
 import yaml
 
+from pixelrefer.model.checkpoint import read_state_dict
+from pixelrefer.model.modeling import PixelReferForConditionalGeneration
+from pixelrefer.train.consolidate import consolidate
 from pixelrefer.train.recipe import build_trainer
 
 pytest.importorskip("deepspeed")
@@ -84,7 +87,17 @@ def test_two_processes_match_one(strategy, tiny_data, tmp_path, reference):
     worst = max(abs(got[s] - reference[s]) for s in reference)
     print(f"{strategy}: max |loss - one process| = {worst:.3g}")
     assert worst < TOLERANCE, (strategy, got, reference)
-    assert (out / "final" / "config.json").is_file() and any((out / "final").glob("*.safetensors"))
+    _assert_consolidates(out, tmp_path / "consolidated")
+
+
+def _assert_consolidates(out: Path, target: Path) -> None:
+    """`pixelrefer export-train`'s function on the last (sharded) checkpoint gives the exported final weights."""
+    consolidate(out, target)
+    final, merged = read_state_dict(out / "final"), read_state_dict(target)
+    assert sorted(final) == sorted(merged)
+    for name, tensor in final.items():
+        assert torch.equal(tensor, merged[name]), name
+    PixelReferForConditionalGeneration.from_pretrained(target)
 
 
 def test_sigkill_of_two_processes_resumes_exactly(tiny_data, tmp_path, reference):
@@ -106,6 +119,7 @@ def test_sigkill_of_two_processes_resumes_exactly(tiny_data, tmp_path, reference
     assert sorted(got) == list(range(1, STEPS + 1))  # steps redone after the checkpoint are listed once
     worst = max(abs(got[s] - reference[s]) for s in reference)
     assert worst < TOLERANCE, (got, reference)
+    _assert_consolidates(out, tmp_path / "consolidated")
 
 
 def test_one_process_fsdp2_is_refused(tiny_config):

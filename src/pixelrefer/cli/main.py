@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "segment": "segment:segment",
     "synth": "synth:synth",
     "train": "train:train",
+    "export-train": "train:export_train",
 }
 
 

@@ -49,3 +49,21 @@ def evaluate_split(model_dir: Path, data_file: Path, out_dir: Path, device: str,
 
     eval_command("synthetic", out=out_dir, data=data_file, model=str(model_dir), device=str(resolve_device(device)),
                  batch_size=EVAL_BATCH_SIZE, max_new_tokens=EVAL_MAX_NEW_TOKENS, meteor=False, progress=progress)
+
+
+def export_train(
+    run_dir: Annotated[Path, typer.Argument(help="A training run's output folder (holds checkpoints/ and config.yaml).")],
+    out: Annotated[Path, typer.Argument(help="Folder for the model + tokenizer.")],
+    checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint folder of the run; default its latest.")] = None,
+) -> None:
+    """Consolidate a training checkpoint of any strategy (DDP, FSDP2's DCP shards, DeepSpeed's ZeRO shards) into
+    one model folder that `from_pretrained` loads; runs in one process, no launcher needed."""
+    from pixelrefer.errors import PixelReferError
+    from pixelrefer.train.consolidate import consolidate
+
+    try:
+        written = consolidate(run_dir, out, checkpoint)
+    except PixelReferError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"model + tokenizer -> {written}")

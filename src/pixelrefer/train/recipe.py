@@ -15,6 +15,7 @@ from pixelrefer.processing.processor import PixelReferProcessor
 from pixelrefer.train.config import TrainConfig
 from pixelrefer.train.dataset import Collator, SupervisedDataset, TaskFocus
 from pixelrefer.train.distributed import init_processes
+from pixelrefer.train.engines import tied_keys
 from pixelrefer.train.loop import Trainer, latest_checkpoint, seed_everything
 from pixelrefer.train.lora import apply_lora, check_lora, is_peft, merge, save_adapter
 
@@ -142,6 +143,9 @@ def export(trainer: Trainer, tokenizer: Any, directory: str | Path) -> Path:
         if is_peft(module):
             save_adapter(module, out)
             module, state = merge(module), None
+        if state is not None:
+            tied = tied_keys(module)
+            state = {k: v for k, v in state.items() if k not in tied}
         module.save_pretrained(out, state_dict=state)
         tokenizer.save_pretrained(out)
         logger.info("exported the model and tokenizer to %s", out)
