@@ -21,8 +21,11 @@ def train(
     resume: Annotated[str, typer.Option(help="'never', 'auto' (latest checkpoint of the output folder) or a checkpoint folder.")] = "never",
     evaluate: Annotated[list[str] | None, typer.Option("--eval", help="After training, score these split files of the data root (e.g. test.json) with `pixelrefer eval synthetic`; results in OUTPUT_DIR/eval-SPLIT.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan (parameters per group, what trains, batch per step, memory per device for the strategy) with the model on the meta device, then stop.")] = False,
+    processes: Annotated[int | None, typer.Option(help="With --dry-run: plan for this many processes (default: the launcher's WORLD_SIZE, else 1).")] = None,
 ) -> None:
-    """Train PixelRefer / PixelRefer-Lite per a config; writes the resolved config, metrics.jsonl and the model."""
+    """Train PixelRefer / PixelRefer-Lite per a config; writes the resolved config, metrics.jsonl and the model.
+    Multi-process: `torchrun --nproc_per_node N -m pixelrefer train ... strategy=ddp|fsdp2|deepspeed_zero2|deepspeed_zero3`."""
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun / accelerate launch, only rank 0 talks
     logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -30,6 +33,12 @@ def train(
     from pixelrefer.train.recipe import run
 
     cfg = load_train_config(config, list(overrides or []) + ([] if progress else ["progress=false"]))
+    if dry_run:
+        from pixelrefer.train.plan import plan_run
+
+        for line in plan_run(cfg, processes or int(os.environ.get("WORLD_SIZE", "1"))).lines():
+            typer.echo(line)
+        return
     from pixelrefer.train.distributed import close_processes
 
     out = run(cfg, resume=resume)

@@ -113,6 +113,7 @@ class TrainConfig:
     lr_scale: float = 1.0  # multiplies every lr of the stage
     batch_size: int = 8  # samples per micro-batch (per device)
     grad_accum: int = 1
+    global_batch_size: int | None = None  # samples per optimizer step; sets grad_accum = this / (batch_size x processes)
     epochs: float = 1.0
     max_steps: int | None = None  # optimizer steps; overrides epochs
     seed: int = 42
@@ -136,6 +137,18 @@ class TrainConfig:
     @property
     def export_path(self) -> Path:
         return Path(self.export_dir) if self.export_dir else Path(self.output_dir) / "final"
+
+    def for_processes(self, world_size: int) -> TrainConfig:
+        """This config with ``grad_accum`` derived from ``global_batch_size`` for ``world_size`` processes."""
+        if self.global_batch_size is None:
+            return self
+        per_step = self.batch_size * world_size
+        if self.global_batch_size <= 0 or self.global_batch_size % per_step:
+            from pixelrefer.errors import ConfigError
+
+            raise ConfigError(f"global_batch_size {self.global_batch_size} is not a positive multiple of batch_size "
+                              f"{self.batch_size} x {world_size} process(es)")
+        return dataclasses.replace(self, grad_accum=self.global_batch_size // per_step)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))

@@ -186,8 +186,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, train_set: Dataset, collator: Any, cfg: TrainConfig,
                  eval_set: Dataset | None = None, procs: Processes | None = None) -> None:
-        self.cfg = cfg
         self.procs = procs if procs is not None else init_processes(cfg.device)
+        self.cfg = cfg = cfg.for_processes(self.procs.world_size)
         self.device = self.procs.device
         self.train_set, self.eval_set, self.collator = train_set, eval_set, collator
         self.stage = resolve_stage(cfg)
