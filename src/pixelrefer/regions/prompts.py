@@ -217,7 +217,11 @@ class PointsPrompt(Prompt):
 
 
 def _strokes(strokes: Any, what: str) -> list[np.ndarray]:
-    if strokes is None or len(strokes) == 0:
+    if strokes is None:
+        return []
+    if not isinstance(strokes, list | tuple | np.ndarray):
+        raise RegionError(f"{what}s must be a list of [[x, y], ...] polylines, got {type(strokes).__name__}")
+    if len(strokes) == 0:
         return []
     if codecs.depth(strokes) <= 2:
         strokes = [strokes]
