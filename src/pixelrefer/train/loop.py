@@ -3,10 +3,11 @@ and checkpoints that resume the exact same run (weights, optimizer, scheduler, R
 Nothing is unpickled: RNG states are JSON, optimizer and scheduler states are read with ``weights_only=True``;
 on resume ``metrics.jsonl`` is cut back to the checkpoint's step.
 
-Device placement happens only in :class:`Trainer` (``self.device`` / :meth:`Trainer.to_device`), so a
-launcher such as accelerate or torchrun can take over that one place. The data order of epoch ``e`` is a
-permutation drawn from ``seed`` and ``e`` alone, so resuming only needs the epoch and the number of
-micro-batches already consumed in it.
+The strategy (single process, DDP, FSDP2, DeepSpeed ZeRO-2/3) is an engine of :mod:`pixelrefer.train.engines`
+that wraps the model and owns optimizer, scheduler, stepping and the checkpoint format; the loop is the same
+for all. The data order of epoch ``e`` is a permutation drawn from ``seed`` and ``e`` alone, cut into global
+micro-batches of which process ``r`` of ``N`` takes every ``N``-th; resuming only needs the epoch and the
+number of global micro-batches already consumed in it.
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ def run(cfg: TrainConfig, resume: str = "never") -> Path:
     if int(os.environ.get("RANK", "0")) == 0:
         cfg.save(cfg.output_dir)
     trainer, tokenizer = build_trainer(cfg, resume)
-    n_params = sum(p.numel() for p in trainer.module.parameters())
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in trainer.module.parameters())  # ZeRO-3: unsharded
     if trainer.procs.is_main:
         logger.info("model: %s, %d parameters; %d training samples; %d steps on %d process(es), strategy %s",
                     trainer.module.config.variant, n_params, len(trainer.train_set), trainer.total_steps,
