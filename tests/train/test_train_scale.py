@@ -134,3 +134,14 @@ def test_unknown_strategy_is_a_config_error(tiny_config):
 
     with pytest.raises(ConfigError, match="unknown strategy"):
         build_trainer(tiny_config("strategy=horovod"))
+
+
+def test_length_grouped_order_keeps_every_sample_once(tiny_config):
+    """group_by_length sorts within chunks of the shuffled order; each epoch still holds every sample once."""
+    trainer, _ = build_trainer(tiny_config("group_by_length=true", "batch_size=2"))
+    lengths = [trainer.train_set.length_estimate(i) for i in range(len(trainer.train_set))]
+    assert len(set(lengths)) > 1  # the tiny data has samples of different lengths
+    for epoch in (0, 1):
+        order = [i for batch in trainer.epoch_batches(epoch) for i in batch]
+        assert sorted(order) == list(range(len(trainer.train_set)))
+        assert [lengths[i] for i in order] == sorted((lengths[i] for i in order), reverse=True)  # one chunk here
