@@ -2,7 +2,7 @@
 ``single``/``ddp`` checkpoints hold plain safetensors, ``fsdp2`` ones a DCP folder (read without a process
 group), DeepSpeed ones DeepSpeed's ZeRO shards (gathered by its ``zero_to_fp32``).
 
-DeepSpeed's checkpoint files are ``torch.save`` pickles and DeepSpeed reads them with ``weights_only=False``:
+DeepSpeed's checkpoint files are ``torch.save`` pickles that DeepSpeed unpickles in full:
 consolidate (and resume) only checkpoints your own runs wrote.
 """
 
