@@ -2,6 +2,10 @@
 
 Regions are :class:`pixelrefer.regions.Region` objects or binary masks; media are image paths, PIL images,
 arrays, video paths or :class:`pixelrefer.media.VideoClip`. Questions carry one ``<region>`` per region, in order.
+
+Cancellation: ``ask``, ``ask_batch`` (per :class:`AskRequest`), ``describe_each`` and ``stream`` take a
+``threading.Event``; once it is set, generation stops at the next decoding step and the model lock is released
+(the answer so far is returned). ``stream`` also stops when its consumer closes the iterator or drops it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ from typing import Any
 import torch
 
 from pixelrefer.constants import IM_END
-from pixelrefer.inference.generation import GenerationConfig, common_prefix_length, join_prefix_and_suffixes
+from pixelrefer.inference.generation import (
+    CancelCriteria,
+    GenerationConfig,
+    cancel_checks,
+    common_prefix_length,
+    join_prefix_and_suffixes,
+)
 from pixelrefer.limits import check_prompt_tokens, check_question, check_region_count
 from pixelrefer.model.convert import CheckpointError
 from pixelrefer.model.loading import load_checkpoint
@@ -37,9 +47,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class AskRequest:
+    """One question of a batch; setting ``cancel`` stops its row (the others go on)."""
+
     media: Any
     regions: Sequence[Any]
     question: str
+    cancel: threading.Event | None = None
 
 
 @dataclass
@@ -120,12 +133,17 @@ class PixelRefer:
         return sample
 
     def _generate(self, input_ids, attention_mask, visual, generation: GenerationConfig, return_dict: bool = False,
-                  **kwargs):
+                  cancel: Sequence[threading.Event | None] = (), **kwargs):
+        """``cancel``: an event per row (or one for all); a set event stops its row at the next step."""
         inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
         if visual is not None:
             inputs["visual"] = visual.to(self.device, self.model.dtype)
         hf = generation.to_hf(self.eos_id, self.processor.pad_id)
         hf.return_dict_in_generate = return_dict
+        rows = list(cancel) * input_ids.shape[0] if len(cancel) == 1 else list(cancel)
+        checks = cancel_checks(rows) if rows else None
+        if checks is not None:
+            kwargs["stopping_criteria"] = [CancelCriteria(checks)]
         with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=[]):
             if generation.seed is not None:
                 torch.manual_seed(generation.seed)
@@ -142,9 +160,10 @@ class PixelRefer:
         return out
 
     # ------------------------------------------------------------------------------------------- public
-    def ask(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None) -> Answer:
+    def ask(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None,
+            cancel: threading.Event | None = None) -> Answer:
         """Answer one question about ``regions`` of ``media``."""
-        return self.ask_batch([AskRequest(media, regions, question)], generation)[0]
+        return self.ask_batch([AskRequest(media, regions, question, cancel)], generation)[0]
 
     def ask_batch(self, requests: Sequence[AskRequest], generation: GenerationConfig | None = None) -> list[Answer]:
         """Answer several independent requests in one left-padded batch."""
@@ -156,15 +175,16 @@ class PixelRefer:
         resolved = [self.processor.resolve_regions(m, r.regions) for m, r in zip(medias, requests)]
         samples = [self._encode(m, regs, r.question) for m, regs, r in zip(medias, resolved, requests)]
         batch = self.processor.collate(samples, padding_side="left")
-        seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation)
+        seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation,
+                              cancel=[r.cancel for r in requests])
         return self._answers(seqs, batch.input_ids.shape[1], samples, resolved)
 
     def describe_each(
         self, media: Any, regions: Sequence[Any], task: str = "brief", question: str | None = None,
-        generation: GenerationConfig | None = None,
+        generation: GenerationConfig | None = None, cancel: threading.Event | None = None,
     ) -> list[Answer]:
         """One answer per region for the same question: the media prefix is encoded once and its KV cache
-        shared by all regions, whose suffixes are decoded as one batch."""
+        shared by all regions, whose suffixes are decoded as one batch. ``cancel`` stops them all."""
         if question is None:
             if task not in TASK_PROMPTS:
                 raise PromptError(f"unknown task {task!r}; choose one of {sorted(TASK_PROMPTS)}")
@@ -177,14 +197,15 @@ class PixelRefer:
         media_obj = as_media(media)
         resolved = self.processor.resolve_regions(media_obj, regions)
         samples = [self._encode(media_obj, [r], question) for r in resolved]
-        return self._shared_prefix_generate(samples, [[r] for r in resolved], generation or GenerationConfig())
+        return self._shared_prefix_generate(samples, [[r] for r in resolved], generation or GenerationConfig(), cancel)
 
-    def _shared_prefix_generate(self, samples: list[EncodedSample], resolved, generation: GenerationConfig) -> list[Answer]:
+    def _shared_prefix_generate(self, samples: list[EncodedSample], resolved, generation: GenerationConfig,
+                                cancel: threading.Event | None = None) -> list[Answer]:
         rows = [s.input_ids for s in samples]
         plen = common_prefix_length(rows, {self.processor.region_id})
         if len(samples) == 1 or plen == 0:
             batch = self.processor.collate(samples, padding_side="left")
-            seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation)
+            seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation, cancel=[cancel])
             return self._answers(seqs, batch.input_ids.shape[1], samples, resolved)
         prefix = rows[0][:plen]
         prefix_visual = collate_visual([replace(samples[0], crops=[], global_views=[], crop_global_index=[])])
@@ -195,30 +216,47 @@ class PixelRefer:
         cache.batch_repeat_interleave(len(samples))
         suffix_samples = [replace(s, media_patches=None, media_grid=[], media_keep=None) for s in samples]
         ids, mask = join_prefix_and_suffixes(prefix, [r[plen:] for r in rows], self.processor.pad_id)
-        seqs = self._generate(ids, mask, collate_visual(suffix_samples), generation, cache=cache)
+        seqs = self._generate(ids, mask, collate_visual(suffix_samples), generation, cache=cache, cancel=[cancel])
         return self._answers(seqs, ids.shape[1], samples, resolved)
 
-    def stream(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None) -> Iterator[str]:
-        """Yield the answer as text pieces while it is generated."""
-        from transformers import TextIteratorStreamer
+    def stream(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str]:
+        """An iterator over the answer's text pieces while it is generated.
 
+        The input is checked and encoded here, so bad input raises before anything is generated. Generation
+        runs when the iterator is first advanced, and stops within one decoding step (releasing the model) when
+        the consumer closes the iterator, drops it unfinished, or sets ``cancel``.
+        """
         question = self._check_input(question, regions)
         sample = self._encode(media, regions, question)
         batch = self.processor.collate([sample], padding_side="left")
+        return self._stream_pieces(batch, generation or GenerationConfig(), cancel)
+
+    def _stream_pieces(self, batch, generation: GenerationConfig, cancel: threading.Event | None) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        abandoned = threading.Event()
         errors: list[BaseException] = []
+
+        def stopped() -> bool:
+            return abandoned.is_set() or (cancel is not None and cancel.is_set())
 
         def run() -> None:
             try:
-                self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation or GenerationConfig(), streamer=streamer)
+                self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation, streamer=streamer,
+                               stopping_criteria=[CancelCriteria([stopped])])
             except BaseException as exc:  # noqa: BLE001 (surfaced to the consumer below, even KeyboardInterrupt)
                 errors.append(exc)
                 streamer.end()
 
-        thread = threading.Thread(target=run, daemon=True)
+        thread = threading.Thread(target=run, name="pixelrefer-stream", daemon=True)
         thread.start()
-        yield from streamer
-        thread.join()
+        try:
+            yield from streamer
+        finally:  # also on close() / garbage collection of an unfinished iterator: stop and wait for the lock
+            abandoned.set()
+            thread.join()
         if errors:
             raise errors[0]
 
