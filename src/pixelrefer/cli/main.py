@@ -19,19 +19,21 @@ app = PixelReferTyper(
     pretty_exceptions_enable=False,
 )
 
-# name -> "module:function" in pixelrefer/cli/. A command whose optional extra is not installed is replaced by
+# name -> "module:function" (or "module:typer_group") in pixelrefer/cli/. A command whose optional extra is not installed is replaced by
 # a stub that says which dependency is missing, so the rest of the CLI keeps working.
 COMMANDS: dict[str, str] = {
     "ask": "ask:ask",
     "describe": "ask:describe",
     "chat": "chat:chat",
     "convert": "convert:convert",
+    "data": "data:data_app",
     "serve": "serve:serve",
     "demo": "demo:demo",
     "eval": "eval:eval_command",
     "segment": "segment:segment",
     "synth": "synth:synth",
     "train": "train:train",
+    "export-train": "train:export_train",
 }
 
 
@@ -52,7 +54,11 @@ def _register() -> None:
         except ImportError as exc:  # an optional extra is missing: keep the rest of the CLI working
             app.command(name)(_missing_dependency(name, exc))
             continue
-        app.command(name)(handle_errors(getattr(module, func_name)))
+        target_obj = getattr(module, func_name)
+        if isinstance(target_obj, typer.Typer):  # a command group (`pixelrefer data validate`)
+            app.add_typer(target_obj, name=name)
+        else:
+            app.command(name)(handle_errors(target_obj))
 
 
 _register()

@@ -180,7 +180,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
     ) -> torch.Tensor:
         """Object tokens of every region in LLM width, concatenated in placeholder order."""
         positions, masks = region_grids(visual)
-        pooled = self.object_tokenizer(feats["crop"], positions, masks, generator=generator)
+        pooled = self.object_tokenizer.pool(feats["crop"], positions, masks, generator=generator)
         if self.oci is not None:
             objects = pad_to(pooled, self.config.mask_num)
             local = torch.stack([f.flatten(0, 1) for f in feats["local"]]).float()
@@ -199,19 +199,51 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
     ) -> torch.Tensor:
         """Text embeddings with image and object features written into their placeholders."""
         embeds = self.language_model.embed_tokens(input_ids)
-        if visual is None:
-            return embeds
         image_id, region_id = self.config.image_token_id, self.config.region_token_id
-        has_image = self.projector is not None and bool((input_ids == image_id).any())
-        has_region = visual.num_regions > 0 and bool((input_ids == region_id).any())
+        has_image = visual is not None and self.projector is not None and bool((input_ids == image_id).any())
+        has_region = visual is not None and visual.num_regions > 0 and bool((input_ids == region_id).any())
         if not (has_image or has_region):
-            return embeds
+            return embeds + self.idle_term(vision=True, image=True, region=True) if self.training else embeds
         feats = self.encode_vision(visual)
         if has_image:
             embeds = scatter_features(embeds, input_ids, image_id, self.image_features(feats["media"], visual.media_keep), "image")
         if has_region:
             embeds = scatter_features(embeds, input_ids, region_id, self.object_features(visual, feats, generator), "region")
+        if self.training and not (has_image and has_region):
+            embeds = embeds + self.idle_term(vision=False, image=not has_image, region=not has_region)
         return embeds
+
+    def idle_term(self, vision: bool, image: bool, region: bool) -> torch.Tensor:
+        """An exact zero computed by the modules a training batch leaves idle (``vision``: the vision tower,
+        ``image``: the projector, ``region``: object tokenizer and OCI), each called once on a tiny dummy input.
+
+        Every process of a distributed run then calls the same modules the same number of times whatever its
+        batch holds, which DDP (without ``find_unused_parameters``), FSDP2 and ZeRO-3 need; the idle parameters
+        get zero gradients, as they would from a process that had nothing for them.
+        """
+        v = self.config.vision_config
+        device, dtype = self.lm_head.weight.device, self.vision_model.dtype
+        width = v.hidden_size
+        term = torch.zeros((), device=device)
+        if vision:
+            patches = torch.zeros(4, v.num_channels * v.patch_size ** 2, device=device, dtype=dtype)
+            grid = torch.tensor([[1, 2, 2]], device=device)
+            out = self.vision_model(pixel_values=patches, grid_thw=grid, merge_sizes=torch.ones(1, dtype=torch.long,
+                                    device=device)).last_hidden_state
+            term = term + out.float().sum() * 0
+        if image and self.projector is not None:
+            term = term + self.projector(torch.zeros(1, width, device=device, dtype=dtype)).float().sum() * 0
+        if region:
+            cell = torch.zeros(1, 1, width, device=device, dtype=dtype)
+            pooled = self.object_tokenizer.pool([cell], [torch.zeros(1, 1, 2, device=device)],
+                                           [torch.ones(1, 1, device=device)])
+            tokens = pooled[0]
+            if self.oci is not None:
+                fused = self.oci(pad_to(pooled, self.config.mask_num).to(self.oci.local_norm.weight.dtype),
+                                 cell, cell)
+                tokens = fused.flatten(0, 1)
+            term = term + self.object_tokenizer.mlp(tokens.to(self.object_tokenizer.mlp[0].weight.dtype)).float().sum() * 0
+        return term.to(self.lm_head.weight.dtype)
 
     # ----------------------------------------------------------------------------------------------- forward
     def forward(

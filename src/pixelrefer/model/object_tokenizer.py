@@ -45,16 +45,23 @@ class ObjectTokenizer(nn.Module):
             out.append(x[mask > 0])
         return out
 
-    def forward(
+    def pool(
         self,
         features: list[torch.Tensor],
         positions: list[torch.Tensor],
         masks: list[torch.Tensor],
         generator: torch.Generator | None = None,
     ) -> list[torch.Tensor]:
-        """Pooled object tokens per region, ``(min(n_i, K), C)`` in the vision width, before the MLP."""
+        """Pooled object tokens per region, ``(min(n_i, K), C)`` in the vision width, before the MLP.
+
+        The model calls this method rather than the module, so that sharding engines (FSDP2, ZeRO-3) hook
+        only ``pos_proj`` and ``mlp``: when this container's hooks fire in backward relative to
+        ``pos_proj``'s depends on the data, and ZeRO-3 needs that order to be the same on every process.
+        """
         tokens = self.masked_tokens(features, positions, masks)
         return kmeans_compress(tokens, self.mask_num, self.kmeans_iterations, seed=self.kmeans_seed, generator=generator)
+
+    forward = pool
 
 
 def pad_to(tokens: list[torch.Tensor], length: int) -> torch.Tensor:

@@ -84,6 +84,27 @@ class VisionPretrainSection:
 
 
 @dataclass
+class DeepSpeedSection:
+    """Options of the deepspeed_zero2 / deepspeed_zero3 strategies (the rest is train/configs/deepspeed/*.json)."""
+
+    offload_optimizer: str = "none"  # none | cpu: optimizer states and step in CPU memory
+    offload_param: str = "none"  # none | cpu: parameters in CPU memory between uses (ZeRO-3 only)
+
+
+@dataclass
+class LoraSection:
+    """LoRA adapters (peft) instead of full fine-tuning of the modules they target."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # a regex over module names (peft's target_modules): the LLM's attention and MLP projections by default;
+    # plain names such as q_proj would also hit the vision tower's layers
+    target_modules: str = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+    quantize: str | None = None  # "4bit" / "8bit" (QLoRA, bitsandbytes on CUDA only)
+
+
+@dataclass
 class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -94,6 +115,7 @@ class TrainConfig:
     lr_scale: float = 1.0  # multiplies every lr of the stage
     batch_size: int = 8  # samples per micro-batch (per device)
     grad_accum: int = 1
+    global_batch_size: int | None = None  # samples per optimizer step; sets grad_accum = this / (batch_size x processes)
     epochs: float = 1.0
     max_steps: int | None = None  # optimizer steps; overrides epochs
     seed: int = 42
@@ -108,6 +130,11 @@ class TrainConfig:
     num_threads: int | None = None  # torch CPU threads
     num_workers: int = 0  # DataLoader workers
     progress: bool = True
+    strategy: str = "single"  # single | ddp | fsdp2 | deepspeed_zero2 | deepspeed_zero3 (see train/engines.py)
+    gradient_checkpointing: bool = False  # recompute vision and LLM layer activations in backward
+    group_by_length: bool = False  # micro-batches of similar length (within chunks of 64 global batches)
+    deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    lora: LoraSection | None = None  # set (e.g. lora={}) to train LoRA adapters instead of the LLM's weights
 
     def __post_init__(self) -> None:
         """Ranges the loop relies on, checked when the config is built (before any data or model work)."""
@@ -129,6 +156,18 @@ class TrainConfig:
     @property
     def export_path(self) -> Path:
         return Path(self.export_dir) if self.export_dir else Path(self.output_dir) / "final"
+
+    def for_processes(self, world_size: int) -> TrainConfig:
+        """This config with ``grad_accum`` derived from ``global_batch_size`` for ``world_size`` processes."""
+        if self.global_batch_size is None:
+            return self
+        per_step = self.batch_size * world_size
+        if self.global_batch_size <= 0 or self.global_batch_size % per_step:
+            from pixelrefer.errors import ConfigError
+
+            raise ConfigError(f"global_batch_size {self.global_batch_size} is not a positive multiple of batch_size "
+                              f"{self.batch_size} x {world_size} process(es)")
+        return dataclasses.replace(self, grad_accum=self.global_batch_size // per_step)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))

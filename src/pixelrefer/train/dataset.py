@@ -71,6 +71,16 @@ class SupervisedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def length_estimate(self, index: int) -> int:
+        """A cheap sequence-length estimate from the raw sample (no media read), for ``group_by_length``:
+        about 4 characters per text token, the visual budget per sample, ``mask_num`` tokens per region."""
+        raw = self.samples[index]
+        turns = raw.get("conversations") or []
+        chars = sum(len(t.get("value", "")) for t in turns if isinstance(t, dict) and isinstance(t.get("value"), str))
+        masks = raw.get("masks")
+        config = self.processor.config
+        return chars // 4 + int(config.max_visual_tokens) + int(config.mask_num) * (len(masks) if isinstance(masks, list) else 0)
+
     def parsed(self, index: int) -> ParsedSample:
         raw = self.samples[index]
         return parse_sample(raw, sample_ref(raw, self.path, index), self.root)

@@ -3,19 +3,20 @@ and checkpoints that resume the exact same run (weights, optimizer, scheduler, R
 Nothing is unpickled: RNG states are JSON, optimizer and scheduler states are read with ``weights_only=True``;
 on resume ``metrics.jsonl`` is cut back to the checkpoint's step.
 
-Device placement happens only in :class:`Trainer` (``self.device`` / :meth:`Trainer.to_device`), so a
-launcher such as accelerate or torchrun can take over that one place. The data order of epoch ``e`` is a
-permutation drawn from ``seed`` and ``e`` alone, so resuming only needs the epoch and the number of
-micro-batches already consumed in it.
+The strategy (single process, DDP, FSDP2, DeepSpeed ZeRO-2/3) is an engine of :mod:`pixelrefer.train.engines`
+that wraps the model and owns optimizer, scheduler, stepping and the checkpoint format; the loop is the same
+for all. The data order of epoch ``e`` is a permutation drawn from ``seed`` and ``e`` alone, cut into global
+micro-batches of which process ``r`` of ``N`` takes every ``N``-th; resuming only needs the epoch and the
+number of global micro-batches already consumed in it.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import math
-import pickle
 import random
 import shutil
 import time
@@ -32,12 +33,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from pixelrefer.errors import CheckpointError, ConfigError, DataError
-from pixelrefer.model.checkpoint import read_state_dict
 from pixelrefer.train.config import TrainConfig
-from pixelrefer.train.optim import OptimConfig, build_optimizer, build_scheduler
+from pixelrefer.train.distributed import Processes, init_processes
+from pixelrefer.train.engines import build_engine
+from pixelrefer.train.lora import trainable_predicate
+from pixelrefer.train.optim import OptimConfig
 from pixelrefer.train.stages import StageSpec, apply_stage, get_stage
 from pixelrefer.types import ModelInputs
-from pixelrefer.utils.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ STATE_FILE = "trainer_state.json"
 RNG_FILE = "rng.json"
 LEGACY_RNG_FILE = "rng.pt"  # pickled by older versions: refused, never unpickled
 DATA_ORDER_STRIDE = 1_000_003  # seed * stride + epoch seeds the permutation of an epoch
+LENGTH_GROUP_STEPS = 64  # group_by_length sorts within chunks of this many global batches
 
 
 @dataclass
@@ -56,6 +59,8 @@ class TrainerState:
     position: int = 0  # micro-batches consumed in the current epoch
     samples: int = 0
     elapsed_s: float = 0.0
+    strategy: str = "single"
+    world_size: int = 1
 
 
 class JsonlLogger:
@@ -130,9 +135,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         raise CheckpointError(f"the saved RNG state is malformed: {exc}") from exc
 
 
-def read_rng_state(directory: Path) -> dict[str, Any]:
+def rng_file(rank: int) -> str:
+    """``rng.json`` for process 0 (and one-process runs), ``rng-rankN.json`` for the others."""
+    return RNG_FILE if rank == 0 else f"rng-rank{rank}.json"
+
+
+def read_rng_state(directory: Path, rank: int = 0) -> dict[str, Any]:
     """The RNG state of a checkpoint folder (``rng.json``); an old pickled ``rng.pt`` is refused, unread."""
-    path = directory / RNG_FILE
+    path = directory / rng_file(rank)
     if not path.is_file():
         if (directory / LEGACY_RNG_FILE).is_file():
             raise CheckpointError(
@@ -140,11 +150,11 @@ def read_rng_state(directory: Path) -> dict[str, Any]:
                 "since unpickling a file can run code. Resume is not possible from this checkpoint; start a new run "
                 "from its weights instead"
             )
-        raise CheckpointError(f"{directory.name} has no {RNG_FILE}; it is not a complete training checkpoint")
+        raise CheckpointError(f"{directory.name} has no {path.name}; it is not a complete training checkpoint")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{directory.name}/{RNG_FILE} is not valid JSON: {exc}") from exc
+        raise CheckpointError(f"{directory.name}/{path.name} is not valid JSON: {exc}") from exc
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -176,24 +186,30 @@ class Trainer:
     """Trains ``model`` on ``train_set`` per ``cfg``; see the module docstring."""
 
     def __init__(self, model: nn.Module, train_set: Dataset, collator: Any, cfg: TrainConfig,
-                 eval_set: Dataset | None = None) -> None:
-        self.cfg = cfg
-        self.device = resolve_device(cfg.device)
-        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
-        self.model = model.to(self.device)
+                 eval_set: Dataset | None = None, procs: Processes | None = None) -> None:
+        self.procs = procs if procs is not None else init_processes(cfg.device)
+        self.cfg = cfg = cfg.for_processes(self.procs.world_size)
+        self.device = self.procs.device
         self.train_set, self.eval_set, self.collator = train_set, eval_set, collator
         self.stage = resolve_stage(cfg)
-        self.plan = apply_stage(self.model, self.stage)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.plan = apply_stage(model, self.stage, trainable_predicate(model))
         o = cfg.optim
         self.optim_cfg = OptimConfig(o.weight_decay, tuple(o.betas), o.eps, o.warmup_ratio, o.min_lr_ratio,
                                      o.grad_clip)
-        self.optimizer = build_optimizer(self.model, self.stage, self.optim_cfg)
         self.batches_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
         if self.batches_per_epoch == 0:
             raise DataError("the training set is empty")
-        self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.grad_accum))
-        self.scheduler = build_scheduler(self.optimizer, self.total_steps, self.optim_cfg)
-        self.state = TrainerState()
+        world = self.procs.world_size
+        self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * self.batches_per_epoch /
+                                                             (cfg.grad_accum * world)))
+        self.engine = build_engine(model, self.procs, self.stage, self.optim_cfg, self.total_steps,
+                                   autocast_dtype(cfg.precision, self.device), cfg)
+        self.amp_dtype = self.engine.amp_dtype
+        self.module, self.model = self.engine.module, self.engine.model
+        self.optimizer, self.scheduler = self.engine.optimizer, self.engine.scheduler
+        self.state = TrainerState(strategy=cfg.strategy, world_size=world)
         self.output_dir = Path(cfg.output_dir)
         self.metrics: JsonlLogger | None = None
         self.resumed_from: int | None = None  # step of the checkpoint this run resumed from
@@ -203,23 +219,40 @@ class Trainer:
         return batch.to(self.device)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The global micro-batches of an epoch, in order (the same for any number of processes)."""
         gen = torch.Generator().manual_seed(self.cfg.seed * DATA_ORDER_STRIDE + epoch)
         order = torch.randperm(len(self.train_set), generator=gen).tolist()
         size = self.cfg.batch_size
+        if self.cfg.group_by_length:
+            order = group_by_length(order, sample_lengths(self.train_set), size * self.cfg.grad_accum *
+                                    self.procs.world_size * LENGTH_GROUP_STEPS)
         return [order[i:i + size] for i in range(0, len(order), size)]
 
-    def micro_batches(self) -> Iterator[ModelInputs]:
-        """Micro-batches from the saved position on, across epochs, forever."""
+    def global_stream(self, epoch: int, position: int) -> Iterator[tuple[int, int, list[int]]]:
+        """``(epoch, position, indices)`` of every global micro-batch from ``(epoch, position)`` on, forever."""
         while True:
-            batches = self.epoch_batches(self.state.epoch)[self.state.position:]
-            loader = DataLoader(self.train_set, batch_sampler=batches, collate_fn=self.collator,
-                                num_workers=self.cfg.num_workers)
-            for batch in loader:
-                self.state.position += 1
-                self.state.samples += int(batch.input_ids.shape[0])
-                yield batch
-            self.state.epoch += 1
-            self.state.position = 0
+            batches = self.epoch_batches(epoch)
+            for pos in range(position, len(batches)):
+                yield epoch, pos, batches[pos]
+            epoch, position = epoch + 1, 0
+
+    def micro_batches(self) -> Iterator[ModelInputs]:
+        """This process's micro-batches from the saved position on: global micro-batch ``k`` goes to process
+        ``k % world_size``, so each optimizer step sees the same samples as one process with
+        ``grad_accum * world_size`` micro-batches. The state advances by whole rounds of ``world_size``."""
+        world, rank = self.procs.world_size, self.procs.rank
+        start = (self.state.epoch, self.state.position)
+        mine = (b for b in itertools.islice(self.global_stream(*start), rank, None, world))
+        seed = self.cfg.seed * DATA_ORDER_STRIDE + self.state.epoch * 7919 + self.state.position * world + rank
+        loader = DataLoader(self.train_set, batch_sampler=_Batches(mine), collate_fn=self.collator,
+                            num_workers=self.cfg.num_workers, worker_init_fn=seed_worker,
+                            generator=torch.Generator().manual_seed(seed))
+        rounds = _chunks(self.global_stream(*start), world)
+        for batch, round_ in zip(loader, rounds):
+            epoch, pos, _ = round_[-1]
+            self.state.epoch, self.state.position = epoch, pos + 1
+            self.state.samples += sum(len(indices) for _, _, indices in round_)
+            yield batch
 
     # ------------------------------------------------------------------------------------------ steps
     def _autocast(self):
@@ -228,52 +261,57 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def train_step(self, batches: Iterator[ModelInputs]) -> dict[str, float]:
-        """One optimizer step over ``grad_accum`` micro-batches."""
+        """One optimizer step over ``grad_accum`` micro-batches per process."""
         self.model.train()
+        lrs = self.engine.learning_rates()
         losses, tokens = [], 0
-        for _ in range(self.cfg.grad_accum):
+        for i in range(self.cfg.grad_accum):
             batch = self.to_device(next(batches))
-            with self._autocast():
-                loss = self.model(**batch.as_kwargs()).loss
-            (loss / self.cfg.grad_accum).backward()
+            with self.engine.accumulating(last=i == self.cfg.grad_accum - 1):
+                with self._autocast():
+                    loss = self.model(**batch.as_kwargs()).loss
+                self.engine.backward(loss)
             losses.append(float(loss.detach()))
             tokens += int((batch.labels != -100).sum()) if batch.labels is not None else 0
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        grad_norm = float(nn.utils.clip_grad_norm_(params, self.optim_cfg.grad_clip))
-        lrs = {g["group"]: g["lr"] for g in self.optimizer.param_groups}
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = self.engine.step()
         self.state.step += 1
-        return {"loss": sum(losses) / len(losses), "grad_norm": grad_norm, "target_tokens": tokens, "lr": lrs}
+        return {"loss": self.procs.mean(sum(losses) / len(losses)), "grad_norm": grad_norm,
+                "target_tokens": int(self.procs.sum(tokens)), "lr": lrs}
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
-        """Mean token loss over the eval set."""
+        """Mean token loss over the eval set (its batches shared out over the processes)."""
         if self.eval_set is None or len(self.eval_set) == 0:
             return None
         self.model.eval()
         total, count = 0.0, 0
-        for start in range(0, len(self.eval_set), self.cfg.batch_size):
+        starts = list(range(0, len(self.eval_set), self.cfg.batch_size))
+        rounds = math.ceil(len(starts) / self.procs.world_size)
+        for r in range(rounds):  # every process runs the same number of forwards (FSDP2/ZeRO-3 gather in each)
+            k = r * self.procs.world_size + self.procs.rank
+            start = starts[k] if k < len(starts) else starts[-1]
             idx = range(start, min(start + self.cfg.batch_size, len(self.eval_set)))
             batch = self.to_device(self.collator([self.eval_set[i] for i in idx]))
             with self._autocast():
                 loss = self.model(**batch.as_kwargs()).loss
-            n = int((batch.labels[:, 1:] != -100).sum())
-            total, count = total + float(loss) * n, count + n
+            if k < len(starts):
+                n = int((batch.labels[:, 1:] != -100).sum())
+                total, count = total + float(loss) * n, count + n
+        total, count = self.procs.sum(total), self.procs.sum(count)
         return total / max(count, 1)
 
     # ------------------------------------------------------------------------------------------ run
     def fit(self, stop_at: int | None = None) -> TrainerState:
         """Train until ``total_steps`` (or ``stop_at``, to simulate an interruption); returns the state."""
         cfg = self.cfg
-        if self.metrics is None:
+        main = self.procs.is_main
+        if self.metrics is None and main:
             self.metrics = JsonlLogger(self.output_dir / METRICS_FILE, fresh=self.state.step == 0,
                                        resume_step=self.resumed_from)
         end = min(self.total_steps, stop_at) if stop_at is not None else self.total_steps
         batches = self.micro_batches()
-        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not cfg.progress, desc="train",
-                   unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not (cfg.progress and main),
+                   desc="train", unit="step", dynamic_ncols=True)
         start = time.perf_counter() - self.state.elapsed_s
         while self.state.step < end:
             record = self.train_step(batches)
@@ -281,13 +319,13 @@ class Trainer:
             step = self.state.step
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3f}")
-            if step % cfg.log_every == 0 or step == 1 or step == self.total_steps:
+            if self.metrics is not None and (step % cfg.log_every == 0 or step == 1 or step == self.total_steps):
                 self.metrics.log({"type": "train", "step": step, "epoch": self.state.epoch,
                                   "samples": self.state.samples, "elapsed_s": round(self.state.elapsed_s, 2),
                                   **record})
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == self.total_steps:
                 eval_loss = self.evaluate()
-                if eval_loss is not None:
+                if eval_loss is not None and self.metrics is not None:
                     self.metrics.log({"type": "eval", "step": step, "eval_loss": eval_loss})
                     logger.info("step %d: eval loss %.4f", step, eval_loss)
             if (cfg.save_every and step % cfg.save_every == 0) or step == self.total_steps:
@@ -297,45 +335,91 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
+        """Every process writes its part (rank 0 the shared files) into a temporary folder, renamed when all
+        are done; a checkpoint folder therefore exists only complete. Needs a filesystem all processes see."""
         root = self.output_dir / CHECKPOINT_DIR
         final = root / f"step-{self.state.step:07d}"
         tmp = root / f".tmp-step-{self.state.step:07d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
-        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / RNG_FILE).write_text(json.dumps(rng_state()), encoding="utf-8")
-        (tmp / STATE_FILE).write_text(json.dumps(asdict(self.state), indent=2), encoding="utf-8")
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        for old in sorted(root.glob("step-*"))[:-self.cfg.keep_checkpoints or None]:
-            shutil.rmtree(old)
-        logger.info("saved checkpoint %s", final)
+        if self.procs.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.procs.barrier()
+        self.engine.save(tmp)
+        (tmp / rng_file(self.procs.rank)).write_text(json.dumps(rng_state()), encoding="utf-8")
+        self.procs.barrier()
+        if self.procs.is_main:
+            (tmp / STATE_FILE).write_text(json.dumps(asdict(self.state), indent=2), encoding="utf-8")
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            for old in sorted(root.glob("step-*"))[:-self.cfg.keep_checkpoints or None]:
+                shutil.rmtree(old)
+            logger.info("saved checkpoint %s", final)
+        self.procs.barrier()
         return final
 
     def load_checkpoint(self, directory: str | Path) -> None:
-        """Restore a checkpoint of this run (same config) into the live model, optimizer and scheduler."""
+        """Restore a checkpoint of this run (same config, strategy and process count) into the live model,
+        optimizer and scheduler, and this process's RNG states."""
         path = Path(directory)
-        state = read_state_dict(path)
-        expected = set(self.model.state_dict())
-        tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
-        missing = expected - set(state) - tied
-        unexpected = set(state) - expected
-        if missing or unexpected:
-            raise CheckpointError(f"{path.name}: checkpoint does not fit the model (missing {sorted(missing)[:10]}, "
-                                  f"unexpected {sorted(unexpected)[:10]})")
-        rng = read_rng_state(path)
         try:
             trainer_state = TrainerState(**json.loads((path / STATE_FILE).read_text(encoding="utf-8")))
-            optimizer = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
-            scheduler = torch.load(path / "scheduler.pt", weights_only=True)
-        except (OSError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+        except (OSError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path.name}: cannot read the trainer state: {exc}") from exc
-        self.model.load_state_dict(state, strict=False)
-        self.optimizer.load_state_dict(optimizer)
-        self.scheduler.load_state_dict(scheduler)
+        if (trainer_state.strategy, trainer_state.world_size) != (self.cfg.strategy, self.procs.world_size):
+            raise CheckpointError(
+                f"{path.name} was written by strategy {trainer_state.strategy} on {trainer_state.world_size} "
+                f"process(es); this run is {self.cfg.strategy} on {self.procs.world_size}. Resume with the same "
+                "strategy and process count, or start a new run from its exported weights")
+        rng = read_rng_state(path, self.procs.rank)
+        self.engine.load(path)
         set_rng_state(rng)
         self.state = trainer_state
         self.resumed_from = trainer_state.step
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.state.step, self.state.epoch,
                     self.state.position)
+
+
+class _Batches:
+    """A DataLoader ``batch_sampler`` over an (endless) iterator of index lists."""
+
+    def __init__(self, batches: Iterator[list[int]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (indices for _, _, indices in self.batches)
+
+
+def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while True:
+        chunk = list(itertools.islice(items, size))
+        if len(chunk) < size:
+            return
+        yield chunk
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader workers seed Python and NumPy from the torch seed the loader's generator gave them."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def sample_lengths(dataset: Dataset) -> list[int]:
+    """An estimate of each sample's sequence length, for length grouping (cached on the dataset)."""
+    cached = getattr(dataset, "_length_estimates", None)
+    if cached is None:
+        estimate = getattr(dataset, "length_estimate", None)
+        if estimate is None:
+            raise ConfigError("group_by_length needs a dataset with length_estimate(index)")
+        cached = [estimate(i) for i in range(len(dataset))]
+        dataset._length_estimates = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def group_by_length(order: list[int], lengths: list[int], chunk: int) -> list[int]:
+    """Within consecutive chunks of the shuffled ``order``, samples sorted longest first (as transformers'
+    length-grouped sampler), so a micro-batch pads little while the chunk order stays random."""
+    out: list[int] = []
+    for i in range(0, len(order), chunk):
+        out += sorted(order[i:i + chunk], key=lambda j: -lengths[j])
+    return out

@@ -4,6 +4,7 @@ absent), model (preset or checkpoint), training, export of model + tokenizer in 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,10 @@ from pixelrefer.model.modeling import PixelReferForConditionalGeneration
 from pixelrefer.processing.processor import PixelReferProcessor
 from pixelrefer.train.config import TrainConfig
 from pixelrefer.train.dataset import Collator, SupervisedDataset, TaskFocus
+from pixelrefer.train.distributed import init_processes
+from pixelrefer.train.engines import tied_keys
 from pixelrefer.train.loop import STATE_FILE, Trainer, latest_checkpoint, seed_everything
+from pixelrefer.train.lora import apply_lora, check_lora, is_peft, merge, save_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -101,14 +105,25 @@ def check_resume(resume: str) -> None:
 
 
 def build_trainer(cfg: TrainConfig, resume: str = "never") -> tuple[Trainer, Any]:
-    """Everything but the loop itself; ``resume`` is ``never``, ``auto`` (latest checkpoint if any) or a path."""
+    """Everything but the loop itself; ``resume`` is ``never``, ``auto`` (latest checkpoint if any) or a path.
+
+    In a multi-process run the main process builds missing data and tokenizer while the others wait.
+    """
     check_resume(resume)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    prepare_data(cfg)
+    procs = init_processes(cfg.device)
+    if cfg.lora is not None:
+        check_lora(cfg.lora, procs.device, cfg.strategy)
+    if procs.is_main:
+        prepare_data(cfg)
+        prepare_tokenizer(cfg)
+    procs.barrier()
     tokenizer = prepare_tokenizer(cfg)
     model = build_model(cfg, tokenizer)
     processor = PixelReferProcessor(tokenizer, model.config)
+    if cfg.lora is not None:
+        model = apply_lora(model, cfg.lora)
     root = Path(cfg.data.root)
     focus = TaskFocus(tuple(cfg.data.focus_tasks), cfg.data.other_ratio) if cfg.data.focus_tasks else None
     train_set = SupervisedDataset(root / cfg.data.train_file, processor, root, cfg.data.validate, cfg.data.limit,
@@ -118,9 +133,9 @@ def build_trainer(cfg: TrainConfig, resume: str = "never") -> tuple[Trainer, Any
         eval_set = SupervisedDataset(root / cfg.data.eval_file, processor, root, cfg.data.validate,
                                      cfg.data.eval_limit)
     seed_everything(cfg.seed)
-    trainer = Trainer(model, train_set, Collator(processor, "right"), cfg, eval_set)
+    trainer = Trainer(model, train_set, Collator(processor, "right"), cfg, eval_set, procs)
     found = latest_checkpoint(cfg.output_dir)
-    if resume == "never" and found is not None:
+    if resume == "never" and found is not None and procs.is_main:
         logger.warning("%s already holds checkpoints (latest %s); starting a new run over them (resume=auto "
                        "continues it instead)", cfg.output_dir, found.name)
     checkpoint = found if resume == "auto" else (None if resume == "never" else Path(resume))
@@ -130,22 +145,37 @@ def build_trainer(cfg: TrainConfig, resume: str = "never") -> tuple[Trainer, Any
 
 
 def export(trainer: Trainer, tokenizer: Any, directory: str | Path) -> Path:
-    """Save the trained model (fp32 safetensors) and its tokenizer in our checkpoint format."""
+    """Save the trained model (unsharded safetensors) and its tokenizer in our checkpoint format; with LoRA
+    the adapter goes to ``DIRECTORY/adapter`` and the model is saved with it merged. Every process calls it
+    (gathering a sharded model is a collective); the main process writes."""
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    logger.info("exported the model and tokenizer to %s", out)
+    state = trainer.engine.full_state_dict()
+    if trainer.procs.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        module = trainer.module
+        if is_peft(module):
+            save_adapter(module, out)
+            module, state = merge(module), None
+        if state is not None:
+            tied = tied_keys(module)
+            state = {k: v for k, v in state.items() if k not in tied}
+        module.save_pretrained(out, state_dict=state)
+        tokenizer.save_pretrained(out)
+        logger.info("exported the model and tokenizer to %s", out)
+    trainer.procs.barrier()
     return out
 
 
 def run(cfg: TrainConfig, resume: str = "never") -> Path:
     """Train per ``cfg`` and export; the resolved config is written to the output folder."""
     check_resume(resume)
-    cfg.save(cfg.output_dir)
+    if int(os.environ.get("RANK", "0")) == 0:
+        cfg.save(cfg.output_dir)
     trainer, tokenizer = build_trainer(cfg, resume)
-    n_params = sum(p.numel() for p in trainer.model.parameters())
-    logger.info("model: %s, %d parameters; %d training samples; %d steps", trainer.model.config.variant,
-                n_params, len(trainer.train_set), trainer.total_steps)
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in trainer.module.parameters())  # ZeRO-3: unsharded
+    if trainer.procs.is_main:
+        logger.info("model: %s, %d parameters; %d training samples; %d steps on %d process(es), strategy %s",
+                    trainer.module.config.variant, n_params, len(trainer.train_set), trainer.total_steps,
+                    trainer.procs.world_size, cfg.strategy)
     trainer.fit()
     return export(trainer, tokenizer, cfg.export_path)

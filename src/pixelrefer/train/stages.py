@@ -9,7 +9,7 @@ simply frozen, which gives the same weights for less work.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -79,9 +79,24 @@ def get_stage(name: str, overrides: Mapping[str, float | None] | None = None) ->
     return STAGES[name].with_lrs(overrides or {})
 
 
+WRAPPER_PREFIXES = ("base_model.model.", "module.", "_orig_mod.")  # peft, DDP / DeepSpeed, torch.compile
+
+
+def model_name(param_name: str) -> str:
+    """The parameter's name in the bare model: wrapper prefixes (peft, DDP, compile) removed."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if param_name.startswith(prefix):
+                param_name, stripped = param_name[len(prefix):], True
+    return param_name
+
+
 def group_of(param_name: str) -> str:
+    name = model_name(param_name)
     for group, prefixes in MODULE_GROUPS.items():
-        if param_name.startswith(prefixes):
+        if name.startswith(prefixes):
             return group
     raise ValueError(f"parameter {param_name!r} belongs to no module group of {list(MODULE_GROUPS)}")
 
@@ -94,14 +109,18 @@ class StagePlan:
     frozen: dict[str, list[str]] = field(default_factory=dict)
 
 
-def apply_stage(model: nn.Module, stage: StageSpec) -> StagePlan:
-    """Set ``requires_grad`` per the stage; returns which parameters train."""
+def apply_stage(model: nn.Module, stage: StageSpec, trainable: Callable[[str], bool] | None = None) -> StagePlan:
+    """Set ``requires_grad`` per the stage; returns which parameters train.
+
+    ``trainable(name)`` narrows it further: a parameter of a group with an lr trains only if it says so
+    (LoRA: the adapted groups train their adapters, not their base weights).
+    """
     plan = StagePlan()
     for name, param in model.named_parameters():
         group = group_of(name)
-        lr = stage.lrs[group]
-        param.requires_grad_(lr is not None)
-        (plan.trainable if lr is not None else plan.frozen).setdefault(group, []).append(name)
+        train = stage.lrs[group] is not None and (trainable is None or trainable(name))
+        param.requires_grad_(train)
+        (plan.trainable if train else plan.frozen).setdefault(group, []).append(name)
     for group in MODULE_GROUPS:
         n_train = len(plan.trainable.get(group, []))
         n_frozen = len(plan.frozen.get(group, []))
