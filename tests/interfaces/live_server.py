@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import uvicorn
 
 from pixelrefer.server import ServerSettings
@@ -37,3 +38,14 @@ def running(app, settings: ServerSettings | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+def assert_error(response: httpx.Response, status: int, kind: str | None = None) -> dict:
+    """The response is our JSON error body with this status (and error type)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["code"] == status and error["message"]
+    if kind is not None:
+        assert error["type"] == kind, error
+    return error

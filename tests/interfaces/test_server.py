@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from interface_scenes import BLUE_POINT, RED_BOX, data_url, make_scene, png_bytes
-from live_server import running
+from live_server import assert_error, running
 from PIL import Image
 
 from pixelrefer.server import ServerSettings, create_app
@@ -44,16 +44,6 @@ def scene_png() -> bytes:
 def ask_body(png: bytes, regions: list | None = None, question: str = "What is <region>?", **extra) -> dict:
     return {"media": {"data": base64.b64encode(png).decode()}, "regions": [BOX] if regions is None else regions,
             "question": question, **extra}
-
-
-def assert_error(response: httpx.Response, status: int, kind: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["code"] == status and error["message"]
-    if kind is not None:
-        assert error["type"] == kind, error
-    return error
 
 
 def test_health_models_and_openapi(client: httpx.Client) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from interface_scenes import RED_BOX, make_scene, png_bytes
-from live_server import running
+from live_server import assert_error, running
 
 from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.server import ServerSettings, create_app
@@ -28,16 +28,6 @@ RELEASE_S = 3.0  # generous bound for "stopped within one decoding step" on a lo
 def ask_body(question: str = "What is <region>?", regions: list | None = None, **extra) -> dict:
     return {"media": {"data": base64.b64encode(png_bytes(make_scene())).decode()},
             "regions": [BOX] if regions is None else regions, "question": question, **extra}
-
-
-def assert_error(response: httpx.Response, status: int, kind: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["code"] == status and error["message"]
-    if kind is not None:
-        assert error["type"] == kind, error
-    return error
 
 
 def wait_idle(base: str, within_s: float) -> float:
