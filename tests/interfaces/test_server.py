@@ -6,18 +6,15 @@ import asyncio
 import base64
 import io
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from interface_scenes import BLUE_POINT, RED_BOX, data_url, make_scene, png_bytes
+from live_server import running
 from PIL import Image
 
 from pixelrefer.server import ServerSettings, create_app
@@ -25,25 +22,6 @@ from pixelrefer.server import ServerSettings, create_app
 BOX = {"type": "box", "box": list(RED_BOX)}
 SETTINGS = ServerSettings(max_queue=2, max_new_tokens=4, max_upload_bytes=512 * 1024, max_video_seconds=30,
                           max_video_frames=4, request_timeout_s=60)
-
-
-@contextmanager
-def running(app, port: int | None = None) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 @pytest.fixture(scope="module")

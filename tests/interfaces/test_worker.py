@@ -68,3 +68,28 @@ def test_a_cancelled_job_is_skipped() -> None:
     worker.submit(lambda: None).result(5)
     assert ran == []
     worker.close()
+
+
+def test_abandoned_jobs_leave_the_queue() -> None:
+    worker = ModelWorker(max_queue=1)
+    release = _hold(worker)
+    for _ in range(3):  # each waiting job is abandoned (its request timed out): the slot is free again
+        assert worker.submit(lambda: None).cancel()
+        assert worker.depth == 0
+    kept = worker.submit(lambda: "ran")
+    with pytest.raises(QueueFullError):
+        worker.submit(lambda: None)
+    release.set()
+    assert kept.result(5) == "ran"
+    worker.close()
+
+
+def test_a_job_runs_in_the_context_it_was_submitted_from() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    worker = ModelWorker(max_queue=2, batch_fn=lambda items: [var.get() for _ in items])
+    var.set("request")
+    assert worker.submit(var.get).result(5) == "request"
+    assert worker.submit_batchable(1).result(5) == "request"
+    worker.close()

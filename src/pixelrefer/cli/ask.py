@@ -6,24 +6,20 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from pixelrefer.cli.common import cli_errors, console
 from pixelrefer.media import MediaError, VideoClip, is_video_path, load_image, read_video
 from pixelrefer.processing.prompts import (
     TASK_PROMPTS,
-    PromptError,
     compose_question,
 )
-from pixelrefer.regions import Region, RegionError, ResolvedRegion
+from pixelrefer.regions import Region, ResolvedRegion
 from pixelrefer.viz import overlay, overlay_frames, save_overlay
 
 if TYPE_CHECKING:  # the model stack (torch, transformers) is imported only when a command runs
@@ -32,13 +28,8 @@ if TYPE_CHECKING:  # the model stack (torch, transformers) is imported only when
 logger = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------------ CLI plumbing
-EXIT_BAD_INPUT = 2
-EXIT_MODEL = 3
 FALLBACK_MODEL = "tiny"
 DEFAULT_MODEL = "nano"
-INPUT_ERRORS = (MediaError, RegionError, PromptError, typer.BadParameter, json.JSONDecodeError, FileNotFoundError)
-
-console = Console(stderr=True, soft_wrap=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="bundled model (nano), preset (tiny) or checkpoint folder")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps")]
@@ -136,31 +127,6 @@ def collect_regions(args: RegionArgs) -> list[Region]:
 
 def _missing(path: Path) -> Region:
     raise typer.BadParameter(f"mask file not found: {path}")
-
-
-def fail(code: int, message: str) -> NoReturn:
-    """Print a one-line error and exit with ``code`` (2 bad input, 3 model/checkpoint, 1 anything else)."""
-    console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """Turn known failures into one-line errors with meaningful exit codes."""
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except INPUT_ERRORS as exc:
-        fail(EXIT_BAD_INPUT, str(exc) or type(exc).__name__)
-    except KeyboardInterrupt:
-        fail(130, "interrupted")
-    except Exception as exc:
-        from pixelrefer.model.convert import CheckpointError
-
-        if isinstance(exc, CheckpointError):
-            fail(EXIT_MODEL, f"model: {exc}")
-        raise
 
 
 def load_pipeline(model: str, device: str, dtype: str) -> PixelRefer:

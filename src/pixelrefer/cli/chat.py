@@ -35,10 +35,9 @@ from pixelrefer.cli.ask import (
     ScribbleOpt,
     TokensOpt,
     _region_args,
-    cli_errors,
-    console,
     prepare,
 )
+from pixelrefer.cli.common import cli_errors, console
 from pixelrefer.processing.prompts import PromptError, compose_question
 
 QUIT = {"/quit", "/exit", ":q"}

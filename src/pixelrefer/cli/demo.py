@@ -11,11 +11,9 @@ from pixelrefer.cli.ask import (
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
-    cli_errors,
-    console,
-    fail,
     load_pipeline,
 )
+from pixelrefer.cli.common import cli_errors, console, fail
 
 
 def demo(

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pixelrefer.errors import ConfigError
+
 if TYPE_CHECKING:
     from pixelrefer.eval.predictor import PixelReferPredictor
     from pixelrefer.eval.tasks import Task
@@ -26,15 +28,22 @@ def _parse_aux(values: list[str]) -> dict[str, Path]:
     return aux
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    if not value.strip().isdigit():
+        raise ConfigError(f"environment variable {name}={value!r} must be a whole number")
+    return int(value)
+
+
 def _launch_layout(num_shards: int | None, shard: int | None, device: str) -> tuple[int, int, str]:
     """Shards from flags, else from a torchrun/accelerate launch (WORLD_SIZE, RANK, LOCAL_RANK), else 1 shard."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", 1)
     if num_shards is None:
         num_shards = world
     if shard is None:
-        shard = int(os.environ.get("RANK", "0")) if num_shards == world else 0
+        shard = _env_int("RANK", 0) if num_shards == world else 0
     if device == "cuda" and "LOCAL_RANK" in os.environ:
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        device = f"cuda:{_env_int('LOCAL_RANK', 0)}"
     return num_shards, shard, device
 
 
@@ -60,19 +69,20 @@ def eval_command(
         int | None,
         typer.Option(
             help="split the items into this many shards "
-            "(default: WORLD_SIZE of a torchrun/accelerate launch, else 1)"
+            "(default: WORLD_SIZE of a torchrun/accelerate launch, else 1)",
+            min=1,
         ),
     ] = None,
     shard: Annotated[
-        int | None, typer.Option(help="which shard this process runs, 0-based (default: RANK, else 0)")
+        int | None, typer.Option(help="which shard this process runs, 0-based (default: RANK, else 0)", min=0)
     ] = None,
     score_only: Annotated[bool, typer.Option(help="only score existing predictions (merges shards)")] = False,
     predict_only: Annotated[bool, typer.Option(help="only predict; score later with --score-only")] = False,
-    limit: Annotated[int | None, typer.Option(help="only the first N items")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N items", min=0)] = None,
     device: Annotated[str, typer.Option()] = "cpu",
     dtype: Annotated[str, typer.Option()] = "float32",
-    batch_size: Annotated[int, typer.Option()] = 1,
-    max_new_tokens: Annotated[int, typer.Option()] = 1024,
+    batch_size: Annotated[int, typer.Option(min=1)] = 1,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 1024,
     retry_errors: Annotated[bool, typer.Option(help="re-run items whose model call failed before")] = False,
     aux: Annotated[
         list[str] | None, typer.Option(help="NAME=PATH extra file for scoring (repeatable)")
@@ -80,7 +90,7 @@ def eval_command(
     judge_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible judge endpoint")] = None,
     judge_model: Annotated[str | None, typer.Option(help="judge model string, recorded in results")] = None,
     judge_api_key: Annotated[str | None, typer.Option(help="judge API key (or env)")] = None,
-    judge_workers: Annotated[int, typer.Option(help="judge calls in flight at once")] = 8,
+    judge_workers: Annotated[int, typer.Option(help="judge calls in flight at once", min=1)] = 8,
     dlc_protocol: Annotated[str, typer.Option(help="DLC-Bench judge protocol: gpt or llama")] = "gpt",
     meteor: Annotated[bool, typer.Option(help="compute METEOR (starts a JVM, ~15 s)")] = True,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -92,6 +102,8 @@ def eval_command(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     num_shards, shard, device = _launch_layout(num_shards, shard, device)
+    if not 0 <= shard < num_shards:
+        raise typer.BadParameter(f"shard {shard} is outside 0..{num_shards - 1}", param_hint="--shard")
     task = get_task(benchmark, variant=variant)
     options = {"meteor": meteor, "dlc_protocol": dlc_protocol}
 

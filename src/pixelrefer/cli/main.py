@@ -1,4 +1,8 @@
-"""The `pixelrefer` command: a table of subcommands, each a plain typed function in its own module."""
+"""The `pixelrefer` command: a table of subcommands, each a plain typed function in its own module.
+
+Every command is wrapped once by :func:`pixelrefer.cli.common.handle_errors` (one-line errors, exit code 2 for
+bad input, 3 for a model that cannot be loaded) and parse errors are one line too (:class:`PixelReferTyper`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import importlib
 
 import typer
 
-app = typer.Typer(
+from pixelrefer.cli.common import EXIT_BAD_INPUT, PixelReferTyper, handle_errors
+
+app = PixelReferTyper(
     name="pixelrefer",
     help="Region-level understanding of images and videos (PixelRefer / PixelRefer-Lite).",
     no_args_is_help=True,
@@ -32,7 +38,7 @@ COMMANDS: dict[str, str] = {
 def _missing_dependency(name: str, exc: ImportError):
     def missing() -> None:
         typer.echo(f"error: `pixelrefer {name}` needs an optional dependency that is not installed: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_BAD_INPUT)
 
     missing.__doc__ = f"(unavailable: {exc})"
     return missing
@@ -46,7 +52,7 @@ def _register() -> None:
         except ImportError as exc:  # an optional extra is missing: keep the rest of the CLI working
             app.command(name)(_missing_dependency(name, exc))
             continue
-        app.command(name)(getattr(module, func_name))
+        app.command(name)(handle_errors(getattr(module, func_name)))
 
 
 _register()

@@ -13,11 +13,9 @@ from pixelrefer.cli.ask import (
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
-    cli_errors,
-    console,
-    fail,
     load_pipeline,
 )
+from pixelrefer.cli.common import cli_errors, console, fail
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +41,9 @@ def serve(
     timeout: Annotated[float, typer.Option(help="seconds before a request gets 504", min=0.1)] = 120.0,
     max_new_tokens: Annotated[int, typer.Option(help="default answer length in tokens", min=1)] = 128,
     max_batch: Annotated[int, typer.Option(help="concurrent questions answered in one batch", min=1)] = 4,
+    max_connections: Annotated[int, typer.Option(help="open connections; slow clients are dropped first", min=1)] = 256,
+    header_timeout: Annotated[float, typer.Option(help="seconds a client has to send its request headers", min=0.1)] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="seconds a client has to send its request body", min=0.1)] = 60.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the REST and OpenAI-compatible API. Docs at http://HOST:PORT/docs.
@@ -53,6 +54,7 @@ def serve(
         import uvicorn
 
         from pixelrefer.server.app import create_app
+        from pixelrefer.server.protocol import uvicorn_config
         from pixelrefer.server.settings import MIB, ServerSettings
     except ImportError as exc:
         fail(1, f"the server needs the serve extra (pip install 'pixelrefer[serve]'): {exc}")
@@ -64,9 +66,8 @@ def serve(
             model_name="pixelrefer", max_queue=max_queue, max_upload_bytes=int(max_upload_mb * MIB),
             max_video_seconds=max_video_seconds, max_video_frames=max_video_frames, video_fps=video_fps,
             request_timeout_s=timeout, max_new_tokens=max_new_tokens, max_batch=max_batch,
+            max_connections=max_connections, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
         )
         app = create_app(pipeline, settings)
         console.print(f"serving {model} on http://{host}:{port} (docs: /docs)")
-        # connections beyond this get 503 from uvicorn before any body is read
-        uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10,
-                    limit_concurrency=4 * (max_queue + 2) + 8)
+        uvicorn.Server(uvicorn_config(app, settings, host, port, log_level)).run()

@@ -43,6 +43,10 @@ def synth(
 ) -> None:
     """Generate the synthetic object-referring world in the official training-data format."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if tokenizer:
+        from pixelrefer.synth.tokenizer import check_vocab_size
+
+        check_vocab_size(vocab_size)  # before the dataset is built, not after
     if sample:
         write_sample(out, seed, image_size)
         return

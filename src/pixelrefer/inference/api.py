@@ -2,6 +2,10 @@
 
 Regions are :class:`pixelrefer.regions.Region` objects or binary masks; media are image paths, PIL images,
 arrays, video paths or :class:`pixelrefer.media.VideoClip`. Questions carry one ``<region>`` per region, in order.
+
+Cancellation: ``ask``, ``ask_batch`` (per :class:`AskRequest`), ``describe_each`` and ``stream`` take a
+``threading.Event``; once it is set, generation stops at the next decoding step and the model lock is released
+(the answer so far is returned). ``stream`` also stops when its consumer closes the iterator or drops it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from typing import Any
 import torch
 
 from pixelrefer.constants import IM_END
-from pixelrefer.inference.generation import GenerationConfig, common_prefix_length, join_prefix_and_suffixes
+from pixelrefer.inference.generation import (
+    CancelCriteria,
+    GenerationConfig,
+    cancel_checks,
+    common_prefix_length,
+    join_prefix_and_suffixes,
+)
+from pixelrefer.limits import check_prompt_tokens, check_question, check_region_count
 from pixelrefer.model.convert import CheckpointError
 from pixelrefer.model.loading import load_checkpoint
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
@@ -27,7 +38,7 @@ from pixelrefer.processing.processor import (
     as_media,
     collate_visual,
 )
-from pixelrefer.processing.prompts import TASK_PROMPTS, PromptError
+from pixelrefer.processing.prompts import TASK_PROMPTS, PromptError, check_control_tokens, strip_media_tags
 from pixelrefer.regions import ResolvedRegion
 from pixelrefer.utils.device import resolve_device, resolve_dtype
 
@@ -36,9 +47,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class AskRequest:
+    """One question of a batch; setting ``cancel`` stops its row (the others go on)."""
+
     media: Any
     regions: Sequence[Any]
     question: str
+    cancel: threading.Event | None = None
 
 
 @dataclass
@@ -100,16 +114,36 @@ class PixelRefer:
         return self.model.device
 
     # ------------------------------------------------------------------------------------------- encoding
+    def _check_input(self, question: Any, regions: Sequence[Any]) -> str:
+        """Validate a question and its regions before any media or model work; returns the question as ``str``.
+
+        Checks the :mod:`pixelrefer.limits` (question characters then tokens, region count), the text's encoding
+        and control tokens typed in it (see :mod:`pixelrefer.processing.prompts`)."""
+        question = check_question(question, self.tokenizer)
+        if isinstance(regions, str | bytes | dict) or not hasattr(regions, "__len__"):
+            raise PromptError(f"regions must be a list (of Region objects, masks or region dicts), got "
+                              f"{type(regions).__name__}")
+        check_region_count(len(regions))
+        check_control_tokens(strip_media_tags(question), self.processor.control_pattern)
+        return question
+
     def _encode(self, media: Any, regions: Sequence[Any], question: str, **kwargs: Any) -> EncodedSample:
-        return self.processor.encode(media, regions, [{"role": "user", "content": question}], **kwargs)
+        sample = self.processor.encode(media, regions, [{"role": "user", "content": question}], **kwargs)
+        check_prompt_tokens(len(sample.input_ids), self.model.config)
+        return sample
 
     def _generate(self, input_ids, attention_mask, visual, generation: GenerationConfig, return_dict: bool = False,
-                  **kwargs):
+                  cancel: Sequence[threading.Event | None] = (), **kwargs):
+        """``cancel``: an event per row (or one for all); a set event stops its row at the next step."""
         inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
         if visual is not None:
             inputs["visual"] = visual.to(self.device, self.model.dtype)
         hf = generation.to_hf(self.eos_id, self.processor.pad_id)
         hf.return_dict_in_generate = return_dict
+        rows = list(cancel) * input_ids.shape[0] if len(cancel) == 1 else list(cancel)
+        checks = cancel_checks(rows) if rows else None
+        if checks is not None:
+            kwargs["stopping_criteria"] = [CancelCriteria(checks)]
         with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=[]):
             if generation.seed is not None:
                 torch.manual_seed(generation.seed)
@@ -126,43 +160,52 @@ class PixelRefer:
         return out
 
     # ------------------------------------------------------------------------------------------- public
-    def ask(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None) -> Answer:
+    def ask(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None,
+            cancel: threading.Event | None = None) -> Answer:
         """Answer one question about ``regions`` of ``media``."""
-        return self.ask_batch([AskRequest(media, regions, question)], generation)[0]
+        return self.ask_batch([AskRequest(media, regions, question, cancel)], generation)[0]
 
     def ask_batch(self, requests: Sequence[AskRequest], generation: GenerationConfig | None = None) -> list[Answer]:
         """Answer several independent requests in one left-padded batch."""
+        if not requests:
+            raise PromptError("ask_batch needs at least one request")
+        requests = [replace(r, question=self._check_input(r.question, r.regions)) for r in requests]
         generation = generation or GenerationConfig()
         medias = [as_media(r.media) for r in requests]
         resolved = [self.processor.resolve_regions(m, r.regions) for m, r in zip(medias, requests)]
         samples = [self._encode(m, regs, r.question) for m, regs, r in zip(medias, resolved, requests)]
         batch = self.processor.collate(samples, padding_side="left")
-        seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation)
+        seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation,
+                              cancel=[r.cancel for r in requests])
         return self._answers(seqs, batch.input_ids.shape[1], samples, resolved)
 
     def describe_each(
         self, media: Any, regions: Sequence[Any], task: str = "brief", question: str | None = None,
-        generation: GenerationConfig | None = None,
+        generation: GenerationConfig | None = None, cancel: threading.Event | None = None,
     ) -> list[Answer]:
         """One answer per region for the same question: the media prefix is encoded once and its KV cache
-        shared by all regions, whose suffixes are decoded as one batch."""
+        shared by all regions, whose suffixes are decoded as one batch. ``cancel`` stops them all."""
         if question is None:
             if task not in TASK_PROMPTS:
                 raise PromptError(f"unknown task {task!r}; choose one of {sorted(TASK_PROMPTS)}")
             question = TASK_PROMPTS[task]
+        question = self._check_input(question, regions)
+        if not regions:
+            raise PromptError("describe_each needs at least one region")
         if question.count("<region>") != 1:
             raise PromptError("describe_each needs a question with exactly one <region>")
         media_obj = as_media(media)
         resolved = self.processor.resolve_regions(media_obj, regions)
         samples = [self._encode(media_obj, [r], question) for r in resolved]
-        return self._shared_prefix_generate(samples, [[r] for r in resolved], generation or GenerationConfig())
+        return self._shared_prefix_generate(samples, [[r] for r in resolved], generation or GenerationConfig(), cancel)
 
-    def _shared_prefix_generate(self, samples: list[EncodedSample], resolved, generation: GenerationConfig) -> list[Answer]:
+    def _shared_prefix_generate(self, samples: list[EncodedSample], resolved, generation: GenerationConfig,
+                                cancel: threading.Event | None = None) -> list[Answer]:
         rows = [s.input_ids for s in samples]
         plen = common_prefix_length(rows, {self.processor.region_id})
         if len(samples) == 1 or plen == 0:
             batch = self.processor.collate(samples, padding_side="left")
-            seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation)
+            seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation, cancel=[cancel])
             return self._answers(seqs, batch.input_ids.shape[1], samples, resolved)
         prefix = rows[0][:plen]
         prefix_visual = collate_visual([replace(samples[0], crops=[], global_views=[], crop_global_index=[])])
@@ -173,29 +216,47 @@ class PixelRefer:
         cache.batch_repeat_interleave(len(samples))
         suffix_samples = [replace(s, media_patches=None, media_grid=[], media_keep=None) for s in samples]
         ids, mask = join_prefix_and_suffixes(prefix, [r[plen:] for r in rows], self.processor.pad_id)
-        seqs = self._generate(ids, mask, collate_visual(suffix_samples), generation, cache=cache)
+        seqs = self._generate(ids, mask, collate_visual(suffix_samples), generation, cache=cache, cancel=[cancel])
         return self._answers(seqs, ids.shape[1], samples, resolved)
 
-    def stream(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None) -> Iterator[str]:
-        """Yield the answer as text pieces while it is generated."""
-        from transformers import TextIteratorStreamer
+    def stream(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str]:
+        """An iterator over the answer's text pieces while it is generated.
 
+        The input is checked and encoded here, so bad input raises before anything is generated. Generation
+        runs when the iterator is first advanced, and stops within one decoding step (releasing the model) when
+        the consumer closes the iterator, drops it unfinished, or sets ``cancel``.
+        """
+        question = self._check_input(question, regions)
         sample = self._encode(media, regions, question)
         batch = self.processor.collate([sample], padding_side="left")
+        return self._stream_pieces(batch, generation or GenerationConfig(), cancel)
+
+    def _stream_pieces(self, batch, generation: GenerationConfig, cancel: threading.Event | None) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        abandoned = threading.Event()
         errors: list[BaseException] = []
+
+        def stopped() -> bool:
+            return abandoned.is_set() or (cancel is not None and cancel.is_set())
 
         def run() -> None:
             try:
-                self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation or GenerationConfig(), streamer=streamer)
+                self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation, streamer=streamer,
+                               stopping_criteria=[CancelCriteria([stopped])])
             except BaseException as exc:  # noqa: BLE001 (surfaced to the consumer below, even KeyboardInterrupt)
                 errors.append(exc)
                 streamer.end()
 
-        thread = threading.Thread(target=run, daemon=True)
+        thread = threading.Thread(target=run, name="pixelrefer-stream", daemon=True)
         thread.start()
-        yield from streamer
-        thread.join()
+        try:
+            yield from streamer
+        finally:  # also on close() / garbage collection of an unfinished iterator: stop and wait for the lock
+            abandoned.set()
+            thread.join()
         if errors:
             raise errors[0]
 
@@ -219,12 +280,14 @@ class ChatSession:
         """Ask a question. ``regions`` default to the session's regions when the question names all of them
         (one ``<region>`` each), else to none."""
         p = self.pipeline
+        question = p._check_input(question, regions if regions is not None else self.regions)
         n = question.count("<region>")
         if regions is None:
             regions = self.regions if n == len(self.regions) else []
         resolved = p.processor.resolve_regions(self.media, regions)
         sample = p._encode(self.media, resolved, question, include_media=self.cache is None)
         full = self.ids + sample.input_ids
+        check_prompt_tokens(len(full), p.model.config)
         ids = torch.tensor([full])
         out = p._generate(ids, torch.ones_like(ids), collate_visual([sample]), generation or GenerationConfig(),
                           return_dict=True, cache=self.cache)

@@ -1,11 +1,16 @@
-"""Generation settings and the shared-prefix batched decoding used by multi-region and follow-up queries."""
+"""Generation settings, cancellation, and the shared-prefix batched decoding used by multi-region and follow-up
+queries."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 import transformers
+
+from pixelrefer.errors import ConfigError
 
 
 @dataclass
@@ -23,13 +28,13 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
-            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
+            raise ConfigError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
         if self.do_sample and self.temperature <= 0:
-            raise ValueError("temperature must be > 0 when sampling")
+            raise ConfigError("temperature must be > 0 when sampling")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
 
     def to_hf(self, eos_token_id: int, pad_token_id: int) -> transformers.GenerationConfig:
         fields = asdict(self)
@@ -39,6 +44,26 @@ class GenerationConfig:
         if fields["repetition_penalty"] is None:
             fields.pop("repetition_penalty")
         return transformers.GenerationConfig(**fields, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+
+
+class CancelCriteria(transformers.StoppingCriteria):
+    """Stops row ``i`` of a batch at the next decoding step once ``checks[i]()`` is true (its request was
+    cancelled: the consumer closed the stream, the client went away, the request timed out). A stopped row is
+    padded while the others go on; ``generate`` returns when every row is done."""
+
+    def __init__(self, checks: Sequence[Callable[[], bool]]) -> None:
+        self.checks = list(checks)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs) -> torch.BoolTensor:
+        return torch.tensor([check() for check in self.checks], dtype=torch.bool, device=input_ids.device)
+
+
+def cancel_checks(events: Sequence[threading.Event | None]) -> list[Callable[[], bool]] | None:
+    """One check per row from optional events (``None``: that row is never cancelled); ``None`` when no row
+    can be cancelled, so plain calls add no stopping criterion."""
+    if all(e is None for e in events):
+        return None
+    return [e.is_set if e is not None else (lambda: False) for e in events]
 
 
 def common_prefix_length(rows: list[list[int]], stop_ids: set[int]) -> int:

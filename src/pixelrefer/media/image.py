@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from pixelrefer.errors import PixelReferError
+from pixelrefer.limits import check_image_pixels
 from pixelrefer.media.errors import MediaError
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | bytes
@@ -45,19 +47,28 @@ def pil_to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def open_pil(src: str | os.PathLike | bytes) -> Image.Image:
-    """Open an image file (or encoded bytes) with PIL, raising :class:`MediaError` on failure."""
+    """Open an image file (or encoded bytes) with PIL, raising :class:`MediaError` on failure.
+
+    The size in the header is checked against :attr:`Limits.max_image_pixels` before the pixels are decoded, so a
+    small file declaring a huge image is refused unread. Messages name the file, never its folder.
+    """
     if isinstance(src, bytes):
         stream: Any = io.BytesIO(src)
-        name = "<bytes>"
+        name = "the image data"
     else:
         path = Path(src)
         if not path.is_file():
             raise MediaError(f"image file not found: {path}")
-        stream, name = path, str(path)
+        stream, name = path, path.name
     try:
         image = Image.open(stream)
+        check_image_pixels(*image.size, what=name)
         image.load()
-    except (UnidentifiedImageError, OSError) as exc:
+    except PixelReferError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise MediaError(f"{name} is too large to decode: {exc}") from exc
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ... on corrupt data
         raise MediaError(f"cannot read {name} as an image: {exc}") from exc
     return image
 
@@ -69,8 +80,11 @@ def load_image(src: ImageLike) -> np.ndarray:
     float arrays in 0..1 are scaled to 0..255).
     """
     if isinstance(src, Image.Image):
+        check_image_pixels(*src.size)
         rgb = pil_to_rgb(src)
     elif isinstance(src, np.ndarray):
+        if src.ndim >= 2:
+            check_image_pixels(src.shape[1], src.shape[0])
         rgb = _array_to_rgb(src)
     elif isinstance(src, (str, os.PathLike, bytes)):
         rgb = pil_to_rgb(open_pil(src))

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelrefer.errors import PixelReferError
+from pixelrefer.limits import active_limits, check_video_metadata, check_video_sampled
 from pixelrefer.media.errors import MediaError
-from pixelrefer.media.image import load_image
+from pixelrefer.media.image import load_image, open_pil
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +125,14 @@ def _read_folder(folder: Path, sampling: dict, folder_fps: float) -> VideoClip:
         raise MediaError(f"the folder {folder} holds no frame images ({', '.join(sorted(FRAME_EXTENSIONS))})")
     if folder_fps <= 0:
         raise MediaError(f"folder_fps must be positive, got {folder_fps}")
+    check_video_metadata(0, 0, len(files), (len(files) - 1) / folder_fps, what=f"the folder {folder.name}")
     times = [i / folder_fps for i in range(len(files))]
     window = _window(times, sampling.pop("start"), sampling.pop("end"))
     picked = [window[i] for i in select_indices([times[i] for i in window], **sampling)]
     if not picked:
         raise MediaError(f"no frame of {folder} falls in the requested time window")
+    with open_pil(files[picked[0]]) as first:  # one frame (header checked first) gives the size of all
+        check_video_sampled(len(picked), first.width, first.height, what=f"the folder {folder.name}")
     frames = [load_image(files[i]) for i in picked]
     if any(f.shape != frames[0].shape for f in frames):
         raise MediaError(f"the frames in {folder} do not all have the same size")
@@ -141,31 +146,67 @@ def _open_container(path: Path):
         raise MediaError(f"video file not found: {path}")
     try:
         container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise MediaError(f"cannot open {path} as a video: {exc}") from exc
+    except Exception as exc:  # av raises FFmpegError subclasses, OSError, ValueError, ... on bad files
+        raise MediaError(f"cannot open {path.name} as a video: {exc}") from exc
     if not container.streams.video:
         container.close()
-        raise MediaError(f"{path} has no video stream")
+        raise MediaError(f"{path.name} has no video stream")
     return container
 
 
-def _probe_pts(path: Path) -> tuple[list[int], Fraction, float, bool]:
-    """First pass: presentation timestamps of every frame, without decoding (``True``: no pts, use indices)."""
+@dataclass
+class _Probe:
+    """What the first pass learns: sorted pts (or indices when ``by_index``), their time base, fps, frame size."""
+
+    pts: list[int]
+    time_base: Fraction
+    fps: float
+    by_index: bool
+    width: int
+    height: int
+
+
+def _check_metadata(container, stream, name: str) -> tuple[int, int]:
+    """Frame size, frame count and duration from the container headers, before reading any packet."""
+    duration = None
+    if stream.duration is not None and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000  # av.time_base: microseconds
+    width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+    check_video_metadata(width, height, int(stream.frames) or None, duration, what=name)
+    return width, height
+
+
+def _probe_pts(path: Path) -> _Probe:
+    """First pass: presentation timestamps of every frame, without decoding (``by_index``: no pts, use indices).
+
+    The container's declared frame size, frame count and duration are checked first; the packet count is checked
+    again while demuxing, since headers can lie."""
     container = _open_container(path)
+    max_frames = active_limits().max_video_frames
     try:
         stream = container.streams.video[0]
+        width, height = _check_metadata(container, stream, path.name)
         time_base = stream.time_base or Fraction(1, 1)
-        pts = [p.pts if p.pts is not None else p.dts for p in container.demux(stream) if p.size > 0]
+        pts = []
+        for packet in container.demux(stream):
+            if packet.size > 0:
+                pts.append(packet.pts if packet.pts is not None else packet.dts)
+                if len(pts) > max_frames:
+                    check_video_metadata(0, 0, len(pts), None, what=path.name)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    except PixelReferError:
+        raise
     except Exception as exc:  # av raises many error types for corrupt files
-        raise MediaError(f"cannot read the frames of {path}: {exc}") from exc
+        raise MediaError(f"cannot read the frames of {path.name}: {exc}") from exc
     finally:
         container.close()
     fps = float(rate) if rate else 0.0
     if any(p is None for p in pts):
         step = 1.0 / fps if fps else 1.0
-        return list(range(len(pts))), Fraction(step).limit_denominator(1_000_000), fps, True
-    return sorted(pts), time_base, fps, False
+        return _Probe(list(range(len(pts))), Fraction(step).limit_denominator(1_000_000), fps, True, width, height)
+    return _Probe(sorted(pts), time_base, fps, False, width, height)
 
 
 def _decode_selected(path: Path, wanted_pts: set[int], use_index: bool) -> dict[int, np.ndarray]:
@@ -176,32 +217,37 @@ def _decode_selected(path: Path, wanted_pts: set[int], use_index: bool) -> dict[
         for i, frame in enumerate(container.decode(video=0)):
             key = i if use_index or frame.pts is None else frame.pts
             if key in wanted_pts:
+                check_video_metadata(frame.width, frame.height, None, None, what=path.name)  # headers can lie
                 kept[key] = frame.to_ndarray(format="rgb24")
                 if len(kept) == len(wanted_pts):
                     break
+    except PixelReferError:
+        raise
     except Exception as exc:
-        raise MediaError(f"decoding {path} failed: {exc}") from exc
+        raise MediaError(f"decoding {path.name} failed: {exc}") from exc
     finally:
         container.close()
     return kept
 
 
 def _read_file(path: Path, sampling: dict) -> VideoClip:
-    pts, time_base, fps, by_index = _probe_pts(path)
+    probe = _probe_pts(path)
+    pts, fps = probe.pts, probe.fps
     if not pts:
-        raise MediaError(f"{path} has zero video frames")
-    times = [float(p * time_base) for p in pts]
+        raise MediaError(f"{path.name} has zero video frames")
+    times = [float(p * probe.time_base) for p in pts]
     window = _window(times, sampling.pop("start"), sampling.pop("end"))
     picked = [window[i] for i in select_indices([times[i] for i in window], **sampling)]
     if not picked:
-        raise MediaError(f"no frame of {path} falls in the requested time window")
-    decoded = _decode_selected(path, {pts[i] for i in picked}, by_index)
+        raise MediaError(f"no frame of {path.name} falls in the requested time window")
+    check_video_sampled(len(picked), probe.width, probe.height, what=path.name)
+    decoded = _decode_selected(path, {pts[i] for i in picked}, probe.by_index)
     missing = [i for i in picked if pts[i] not in decoded]
     if missing:
-        logger.warning("%s: %d sampled frames could not be decoded and are skipped", path, len(missing))
+        logger.warning("%s: %d sampled frames could not be decoded and are skipped", path.name, len(missing))
         picked = [i for i in picked if pts[i] in decoded]
     if not picked:
-        raise MediaError(f"{path}: no frame could be decoded")
+        raise MediaError(f"{path.name}: no frame could be decoded")
     if not fps and len(times) > 1:
         fps = (len(times) - 1) / max(times[-1] - times[0], 1e-9)
     frames = [decoded[pts[i]] for i in picked]
@@ -229,6 +275,41 @@ def read_video(
     clip = _read_folder(path, sampling, folder_fps) if path.is_dir() else _read_file(path, sampling)
     logger.debug("read %s: %d frames sampled of %s", path, clip.num_frames, clip.source_num_frames)
     return clip
+
+
+DEFAULT_LIST_FPS = 1.0  # frames given as a list are shown one per second (the official sampling rate)
+
+
+def clip_from_frames(
+    frames: Sequence[object] | np.ndarray, timestamps: Sequence[float] | None = None, fps: float = DEFAULT_LIST_FPS,
+) -> VideoClip:
+    """A :class:`VideoClip` from frames in memory: a list of arrays, PIL images, image paths or bytes (or a
+    ``(T, H, W, C)`` array), shown at ``timestamps`` (seconds, non-decreasing) or one every ``1 / fps`` s."""
+    if isinstance(frames, np.ndarray) and frames.ndim != 4:
+        raise MediaError(f"a video array must have shape (T, H, W, C), got {frames.shape}")
+    n = len(frames)
+    if n == 0:
+        raise MediaError("a video needs at least one frame; got an empty list")
+    check_video_metadata(0, 0, n, None, what="the frame list")
+    if timestamps is None:
+        if fps <= 0:
+            raise MediaError(f"fps must be positive, got {fps}")
+        times = [i / fps for i in range(n)]
+    else:
+        try:
+            times = [float(t) for t in timestamps]
+        except (TypeError, ValueError) as exc:
+            raise MediaError(f"video timestamps must be numbers: {exc}") from exc
+        if len(times) != n:
+            raise MediaError(f"{n} frames but {len(times)} timestamps")
+        if not all(np.isfinite(times)) or bool(np.any(np.diff(times) < 0)):
+            raise MediaError("video timestamps must be finite and non-decreasing")
+    loaded = [load_image(f) for f in frames]
+    if any(f.shape != loaded[0].shape for f in loaded):
+        raise MediaError(f"the frames do not all have the same size ({sorted({f.shape[:2] for f in loaded})})")
+    check_video_sampled(n, loaded[0].shape[1], loaded[0].shape[0], what="the frame list")
+    rate = fps if timestamps is None else ((n - 1) / (times[-1] - times[0]) if n > 1 and times[-1] > times[0] else 0.0)
+    return VideoClip(loaded, times, list(range(n)), rate, n)
 
 
 def map_frames(annotated_indices: Sequence[int], clip: VideoClip) -> dict[int, int]:

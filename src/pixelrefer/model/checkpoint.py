@@ -30,7 +30,18 @@ def weight_files(directory: Path) -> list[Path]:
     raise CheckpointError(f"{directory}: no *.safetensors or pytorch_model*.bin weight file found")
 
 
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity (a broken save or a diverged run would answer garbage)."""
+    for key, value in state.items():
+        if torch.is_floating_point(value) and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{source}: tensor {key} has {bad} NaN or infinite value(s) of {value.numel()}; "
+                                  "the checkpoint is broken")
+
+
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint folder (no pickle: safetensors, or ``.bin`` with ``weights_only=True``),
+    checked to be finite."""
     state: dict[str, torch.Tensor] = {}
     for path in weight_files(directory):
         try:
@@ -41,7 +52,9 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
             else:
                 part = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupted or truncated file: name it
-            raise CheckpointError(f"cannot read weight file {path} (corrupted or truncated?): {exc}") from exc
+            raise CheckpointError(f"cannot read weight file {path.name} (corrupted, truncated or not plain tensors): "
+                                  f"{exc}") from exc
+        check_finite(part, path.name)
         state.update(part)
     return state
 

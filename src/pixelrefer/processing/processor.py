@@ -36,8 +36,11 @@ from pixelrefer.processing.prompts import (
     ASSISTANT_HEADER,
     CHAT_TEMPLATE,
     PromptError,
+    check_control_tokens,
+    clean_user_text,
+    control_token_pattern,
+    control_tokens,
     expand_regions,
-    strip_media_tags,
 )
 from pixelrefer.regions import ResolvedRegion, as_region
 from pixelrefer.types import ModelInputs, VisualInputs
@@ -81,16 +84,19 @@ class EncodedSample:
 
 
 def as_media(obj: Any) -> Media:
-    """Image path / PIL / array, video path, ``VideoClip`` or ``(frames, timestamps)`` -> :class:`Media`."""
+    """Image path / PIL / array, video path, ``VideoClip``, a list of frames (arrays, PIL images or paths, one per
+    second), a ``(T, H, W, C)`` array or ``(frames, timestamps)`` -> :class:`Media`."""
+    from pixelrefer.media import clip_from_frames, load_image, read_video
+    from pixelrefer.media.video import is_video_path
+
     if isinstance(obj, Media):
         return obj
     if hasattr(obj, "frames") and hasattr(obj, "timestamps"):
         return Media(frames=[np.asarray(f) for f in obj.frames], timestamps=[float(t) for t in obj.timestamps])
     if isinstance(obj, tuple) and len(obj) == 2:
-        frames, stamps = obj
-        return Media(frames=[np.asarray(f) for f in frames], timestamps=[float(t) for t in stamps])
-    from pixelrefer.media import load_image, read_video
-    from pixelrefer.media.video import is_video_path
+        return as_media(clip_from_frames(*obj))
+    if isinstance(obj, list) or (isinstance(obj, np.ndarray) and obj.ndim == 4):
+        return as_media(clip_from_frames(obj))
 
     if isinstance(obj, str | os.PathLike) and is_video_path(obj):
         return as_media(read_video(obj, fps=DEFAULT_VIDEO_FPS, max_frames=DEFAULT_MAX_FRAMES))
@@ -123,6 +129,7 @@ class PixelReferProcessor:
                 f"config ({config.image_token_id}, {config.region_token_id})"
             )
         self.crop_spec = CropSpec.from_config(config)
+        self.control_pattern = control_token_pattern(control_tokens(tokenizer))
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else tokenizer.eos_token_id
 
@@ -199,7 +206,7 @@ class PixelReferProcessor:
         for msg in messages:
             role, text = msg["role"], msg["content"]
             if role == "user":
-                text = strip_media_tags(text)
+                text = clean_user_text(text, self.control_pattern)
                 n = text.count("<region>")
                 text, groups_iter = expand_regions(text, groups_iter[:n]), groups_iter[n:]
                 if media is not None and not media_placed and not self.config.is_lite:
@@ -207,6 +214,8 @@ class PixelReferProcessor:
                     out.append({"role": role, "content": [item, {"type": "text", "text": text}]})
                     media_placed = True
                     continue
+            else:
+                text = check_control_tokens(text, self.control_pattern, f"the {role} turn")
             out.append({"role": role, "content": text})
         if groups_iter:
             raise PromptError(

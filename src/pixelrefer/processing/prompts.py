@@ -11,15 +11,24 @@ becomes ``[<REGION>]`` (PixelRefer) or ``[Time t:<REGION>,...]`` (Lite, video) w
 expanded to one placeholder per object token. Expansion happens at id level in
 :mod:`pixelrefer.processing.processor`, which gives the same ids as expanding the text because both
 placeholders are special tokens.
+
+Control tokens typed by a user (``<|im_start|>``, ``<|im_end|>``, ``<|endoftext|>``, ``<REGION>``, or any other
+special token of the tokenizer) are refused with a :class:`PromptError` naming the token, in
+:func:`check_control_tokens`, which the processor applies to every turn. They are not silently escaped: a
+special token in a question is either an attempt to forge a turn or a mistake (``<REGION>`` for ``<region>``),
+and both deserve to be told. ``<image>``/``<video>`` tags are removed (the processor places the media), and the
+check runs after that removal, so ``<ima<image>ge>`` cannot assemble a tag.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from pixelrefer.constants import IMAGE_TOKEN, REGION_PLACEHOLDER, REGION_TOKEN, VIDEO_TAG
+from pixelrefer.constants import IMAGE_TOKEN, REGION_PLACEHOLDER, REGION_TOKEN, SPECIAL_TOKENS, VIDEO_TAG
 from pixelrefer.errors import PromptError
+from pixelrefer.limits import check_question
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -65,6 +74,39 @@ def count_region_placeholders(text: str) -> int:
 def strip_media_tags(text: str) -> str:
     """Remove user-written `<image>`/`<video>` tags; the processor places the media itself."""
     return _MEDIA_TAG_RE.sub("", text).strip()
+
+
+def control_tokens(tokenizer: Any = None) -> frozenset[str]:
+    """Token texts a user may not type: the format's special tokens plus every special token of ``tokenizer``."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return frozenset(SPECIAL_TOKENS) | {t.content for t in added.values() if getattr(t, "special", False)}
+
+
+def control_token_pattern(tokens: Iterable[str]) -> re.Pattern[str]:
+    """One regex matching any of ``tokens`` (longest first)."""
+    return re.compile("|".join(re.escape(t) for t in sorted(set(tokens), key=len, reverse=True)))
+
+
+_DEFAULT_CONTROL = control_token_pattern(control_tokens())
+
+
+def check_control_tokens(text: str, pattern: re.Pattern[str] | None = None, what: str = "the question") -> str:
+    """Raise :class:`PromptError` if ``text`` holds a control token (``pattern`` from :func:`control_token_pattern`;
+    default: the format's own special tokens); returns ``text``."""
+    match = (pattern or _DEFAULT_CONTROL).search(text)
+    if match is None:
+        return text
+    token = match.group(0)
+    if token == REGION_TOKEN:
+        raise PromptError(f"{what} contains {REGION_TOKEN}, the model's internal region token; write "
+                          f"{REGION_PLACEHOLDER} (lower case) where each region goes")
+    raise PromptError(f"{what} contains the control token {token!r} at character {match.start()}; control tokens "
+                      "cannot be typed in user text (remove it)")
+
+
+def clean_user_text(text: str, pattern: re.Pattern[str] | None = None) -> str:
+    """A user turn as the processor uses it: media tags removed, then control tokens refused."""
+    return check_control_tokens(strip_media_tags(text), pattern)
 
 
 def expand_regions(text: str, region_groups: Sequence[Sequence[float] | None]) -> str:
@@ -121,7 +163,7 @@ def compose_question(question: str | None, num_regions: int, task: str | None = 
         if num_regions != 1:
             raise PromptError(f"the {task} task asks about one region; {num_regions} were given")
         return TASK_PROMPTS[task]
-    text = strip_media_tags(question or "")
+    text = clean_user_text(check_question(question or ""))
     if not text:
         raise PromptError("the question is empty")
     if num_regions and count_region_placeholders(text) == 0:

@@ -8,6 +8,7 @@ directly. The others (:class:`BoxPrompt`, :class:`PointsPrompt`, :class:`Scribbl
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from pixelrefer.limits import check_scribble_width
 from pixelrefer.regions import codecs
 from pixelrefer.regions.errors import RegionError
 from pixelrefer.segment.base import SegmentPrompt
@@ -100,10 +102,10 @@ class RLEPrompt(Prompt):
     kind: ClassVar[str] = "rle"
 
     def __post_init__(self) -> None:
-        codecs.decode_rle(self.rle)  # fail at construction on corrupt input
+        codecs.rle_size(self.rle)  # fail at construction on corrupt or oversized input, without decoding it
 
     def to_mask(self, height: int, width: int) -> np.ndarray:
-        size = [int(s) for s in self.rle["size"]]
+        size = list(codecs.rle_size(self.rle))
         if size != [height, width]:
             raise RegionError(f"RLE size {size} (h, w) does not match the media size {[height, width]}")
         return codecs.decode_rle(self.rle)
@@ -125,9 +127,7 @@ class PolygonPrompt(Prompt):
     def __post_init__(self) -> None:
         object.__setattr__(self, "polygons", codecs.normalise_polygons(self.polygons))
         if self.size is not None:
-            if len(self.size) != 2 or min(int(s) for s in self.size) <= 0:
-                raise RegionError(f"polygon size must be (height, width) > 0, got {self.size}")
-            object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
+            object.__setattr__(self, "size", codecs.check_size(self.size, "polygon"))
 
     def to_mask(self, height: int, width: int) -> np.ndarray:
         if self.size is not None and self.size != (height, width):
@@ -217,7 +217,11 @@ class PointsPrompt(Prompt):
 
 
 def _strokes(strokes: Any, what: str) -> list[np.ndarray]:
-    if strokes is None or len(strokes) == 0:
+    if strokes is None:
+        return []
+    if not isinstance(strokes, list | tuple | np.ndarray):
+        raise RegionError(f"{what}s must be a list of [[x, y], ...] polylines, got {type(strokes).__name__}")
+    if len(strokes) == 0:
         return []
     if codecs.depth(strokes) <= 2:
         strokes = [strokes]
@@ -228,6 +232,7 @@ def _draw(strokes: Sequence[np.ndarray], width_px: float, height: int, width: in
     canvas = np.zeros((height, width), dtype=np.uint8)
     thickness = max(1, round(width_px))
     for stroke in strokes:
+        codecs.check_near_image(stroke, height, width, "a scribble")
         pts = np.round(stroke).astype(np.int32).reshape(-1, 1, 2)
         if len(pts) == 1:
             cv2.circle(canvas, tuple(int(v) for v in pts[0, 0]), max(1, thickness // 2), 1, -1)
@@ -257,8 +262,9 @@ class ScribblePrompt(Prompt):
                 object.__setattr__(self, name, codecs.to_bool_mask(getattr(self, name), f"scribble {name}"))
         if not self.strokes and self.brush is None:
             raise RegionError("a scribble needs at least one stroke or a brush mask")
-        if self.width <= 0:
-            raise RegionError(f"scribble width must be positive, got {self.width}")
+        if not (isinstance(self.width, numbers.Real) and np.isfinite(self.width) and self.width > 0):
+            raise RegionError(f"scribble width must be a positive number, got {self.width!r}")
+        check_scribble_width(self.width)
 
     def _layer(self, strokes: list[np.ndarray], brush: np.ndarray | None, height: int, width: int) -> np.ndarray:
         layer = _draw([_scale(s, self.normalized, height, width) for s in strokes], self.width, height, width)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from pixelrefer.errors import PixelReferError
 from pixelrefer.regions import codecs
 from pixelrefer.regions.errors import RegionError
 from pixelrefer.regions.prompts import (
@@ -49,30 +50,42 @@ def _rle(data: dict[str, Any]) -> Prompt:
 def _polygon(data: dict[str, Any]) -> Prompt:
     _keys(data, {"polygons"}, {"size"})
     size = data.get("size")
+    if size is not None and not isinstance(size, list | tuple):
+        raise RegionError(f"polygon 'size' must be [height, width], got {size!r}")
     return PolygonPrompt(data["polygons"], tuple(size) if size is not None else None)
 
 
 def _box(data: dict[str, Any]) -> Prompt:
     _keys(data, {"box"}, {"format", "normalized"})
-    return BoxPrompt(data["box"], data.get("format", "xyxy"), bool(data.get("normalized", False)))
+    return BoxPrompt(data["box"], data.get("format", "xyxy"), _flag(data, "normalized"))
 
 
 def _points(data: dict[str, Any]) -> Prompt:
     _keys(data, {"points"}, {"labels", "normalized"})
-    return PointsPrompt(data["points"], data.get("labels"), bool(data.get("normalized", False)))
+    return PointsPrompt(data["points"], data.get("labels"), _flag(data, "normalized"))
 
 
 def _brush(value: Any) -> np.ndarray | None:
     return None if value is None else codecs.decode_rle(value)
 
 
+def _flag(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if value not in (True, False):  # also accepts 0 and 1
+        raise RegionError(f"{key!r} must be true or false, got {value!r}")
+    return bool(value)
+
+
 def _scribble(data: dict[str, Any]) -> Prompt:
     _keys(data, set(), {"strokes", "negative_strokes", "width", "normalized", "brush", "negative_brush"})
+    width = data.get("width", ScribblePrompt.width)
+    if isinstance(width, bool) or not isinstance(width, int | float):
+        raise RegionError(f"scribble 'width' must be a number of pixels, got {width!r}")
     return ScribblePrompt(
         strokes=data.get("strokes") or [],
         negative_strokes=data.get("negative_strokes") or [],
-        width=float(data.get("width", ScribblePrompt.width)),
-        normalized=bool(data.get("normalized", False)),
+        width=float(width),
+        normalized=_flag(data, "normalized"),
         brush=_brush(data.get("brush")),
         negative_brush=_brush(data.get("negative_brush")),
     )
@@ -90,10 +103,19 @@ PARSERS: dict[str, Callable[[dict[str, Any]], Prompt]] = {
 
 
 def prompt_from_dict(data: Any) -> Prompt:
-    """Parse one prompt dict (``{"type": ..., ...}``); raises :class:`RegionError` on any problem."""
+    """Parse one prompt dict (``{"type": ..., ...}``); raises :class:`RegionError` on any problem.
+
+    JSON values of the wrong type that reach numpy (ragged lists, strings where numbers belong) raise
+    ``TypeError``/``ValueError`` there; at this boundary they become a :class:`RegionError` naming the type.
+    """
     if not isinstance(data, dict):
         raise RegionError(f"a region must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
-    if kind not in PARSERS:
+    if not isinstance(kind, str) or kind not in PARSERS:
         raise RegionError(f"unknown region type {kind!r}; expected one of {sorted(PARSERS) + ['frames']}")
-    return PARSERS[kind](data)
+    try:
+        return PARSERS[kind](data)
+    except PixelReferError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise RegionError(f"region of type {kind!r}: a value has the wrong type or shape ({exc})") from exc

@@ -7,23 +7,24 @@ All model work runs on one worker thread behind a bounded queue (see :mod:`pixel
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import astuple
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, UploadFile
-from fastapi.responses import StreamingResponse
 
-from pixelrefer.processing.prompts import PromptError, compose_question
+from pixelrefer.limits import check_question
+from pixelrefer.processing.prompts import compose_question
 from pixelrefer.server import openai_compat as oa
-from pixelrefer.server.errors import ApiError, error_response, install_error_handlers
-from pixelrefer.server.media_io import DecodedMedia, decode_base64, decode_media
-from pixelrefer.server.runtime import DecodeSlots, PieceStream, sse, submit, wait
+from pixelrefer.server.errors import ApiError, install_error_handlers
+from pixelrefer.server.guards import BodyLimit, RequestGuard, WithLimits
+from pixelrefer.server.inputs import Prepared, prepare
+from pixelrefer.server.runtime import EventStream, PieceStream, PrepareSlots, sse, submit, wait
 from pixelrefer.server.schemas import (
     AskBody,
     AskResponse,
@@ -46,7 +47,6 @@ from pixelrefer.server.service import (
     Question,
     answer_out,
     generation_config,
-    parse_regions,
     region_out,
 )
 from pixelrefer.server.settings import ServerSettings
@@ -55,61 +55,21 @@ from pixelrefer.server.worker import ModelWorker
 logger = logging.getLogger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 404, 413, 415, 422, 429, 503, 504)
+    code: {"model": ErrorOut} for code in (400, 404, 408, 413, 415, 422, 429, 503, 504)
 }
 BODY_SLACK = 256 * 1024
-
-
-class BodyLimit:
-    """ASGI middleware: refuse bodies over ``limit`` bytes with 413.
-
-    A declared Content-Length is checked up front (the server enforces it); a chunked body without one is
-    read here first, up to the limit, and replayed to the app.
-    """
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers", ()))
-        length = headers.get(b"content-length", b"")
-        too_big = error_response(413, "payload_too_large", f"the request body exceeds {self.limit} bytes")
-        if length.isdigit():
-            if int(length) > self.limit:
-                await too_big(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        if b"chunked" not in headers.get(b"transfer-encoding", b""):
-            await self.app(scope, receive, send)
-            return
-        messages, size = [], 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            size += len(message.get("body", b""))
-            if size > self.limit:
-                await too_big(scope, receive, send)
-                return
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                break
-
-        async def replay() -> dict:
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
+LIGHT_PATHS = ("/health", "/v1/models")
 
 
 def create_app(pipeline: Any, settings: ServerSettings | None = None, segmenter: Any = None) -> FastAPI:
-    """A FastAPI app serving ``pipeline`` (a :class:`pixelrefer.PixelRefer`); one worker thread owns it."""
+    """A FastAPI app serving ``pipeline`` (a :class:`pixelrefer.PixelRefer`); one worker thread owns it.
+
+    Run it with :func:`pixelrefer.server.protocol.uvicorn_config` to get the connection-level defences too.
+    """
     settings = settings or ServerSettings()
     service = ModelService(pipeline, segmenter)
     worker = ModelWorker(settings.max_queue, batch_fn=service.ask_batch, max_batch=settings.max_batch)
-    slots = DecodeSlots(settings.max_queue + 2)
+    slots = PrepareSlots(settings.prepare_limit)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -123,6 +83,8 @@ def create_app(pipeline: Any, settings: ServerSettings | None = None, segmenter:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes * 4 // 3 + BODY_SLACK)
+    app.add_middleware(WithLimits, limits=settings.limits)
+    app.add_middleware(RequestGuard, max_active=settings.active_request_limit, light_paths=LIGHT_PATHS)
     _add_info_routes(app, settings, worker)
     _add_region_routes(app, settings, service, worker, slots)
     _add_openai_routes(app, settings, service, worker, slots)
@@ -140,59 +102,57 @@ def _add_info_routes(app: FastAPI, settings: ServerSettings, worker: ModelWorker
         return ModelList(data=[ModelCard(id=settings.model_name)])
 
 
-def _question(text: str | None, num_regions: int, task: str | None = None) -> str:
-    try:
-        return compose_question(text, num_regions, task)
-    except PromptError as exc:
-        raise ApiError(400, "invalid_prompt", str(exc)) from exc
-
-
 def _add_region_routes(app: FastAPI, settings: ServerSettings, service: ModelService, worker: ModelWorker,
-                       slots: DecodeSlots) -> None:
+                       slots: PrepareSlots) -> None:
     # Long on purpose: the shared handlers (ask, describe, segment) and the six routes that call them close over
     # the same settings/service/worker, so they are registered together.
-    async def load(data: bytes) -> DecodedMedia:
-        return await slots.decode(decode_media, data, settings)
+    async def load(data: bytes | str, raw_regions: list, masks: Sequence[bytes] = ()) -> Prepared:
+        return await slots.run(prepare, settings, data, raw_regions, masks)
 
-    async def ask(media: DecodedMedia, raw_regions: list, text: str, max_new_tokens: int | None,
-                  stream: bool) -> Any:
-        regions = parse_regions(raw_regions, media, settings)
-        question = Question(media, regions, _question(text, len(regions)),
-                            generation_config(settings, max_new_tokens))
+    async def ask(data: bytes | str, raw_regions: list, text: str, max_new_tokens: int | None, stream: bool,
+                  masks: Sequence[bytes] = ()) -> Any:
+        check_question(text)  # cheap limits first: a 100 KB question is refused before any decoding
+        generation = generation_config(settings, max_new_tokens)
+        got = await load(data, raw_regions, masks)
+        question = Question(got.media, got.regions, compose_question(text, len(got.regions)), generation)
         start = time.perf_counter()
         if stream:
-            return _stream_answer(worker, service, question, settings, regions)
+            return await _stream_answer(worker, service, question, settings)
         key = astuple(question.generation)
-        answer = await wait(submit(lambda: worker.submit_batchable(question, key)), settings.request_timeout_s)
-        return AskResponse(model=settings.model_name, media=media.kind, question=question.text,
-                           answer=answer_out(answer, regions), latency_s=round(time.perf_counter() - start, 3))
+        answer = await wait(submit(lambda: worker.submit_batchable(question, key)), settings.request_timeout_s,
+                            question.cancel)
+        return AskResponse(model=settings.model_name, media=got.media.kind, question=question.text,
+                           answer=answer_out(answer, got.regions), latency_s=round(time.perf_counter() - start, 3))
 
-    async def describe(media: DecodedMedia, raw_regions: list, task: str, max_new_tokens: int | None) -> DescribeResponse:
-        regions = parse_regions(raw_regions, media, settings)
-        if not regions:
-            raise ApiError(422, "invalid_region", "describe needs at least one region")
-        _question(None, 1, task)
+    async def describe(data: bytes | str, raw_regions: list, task: str, max_new_tokens: int | None,
+                       masks: Sequence[bytes] = ()) -> DescribeResponse:
+        compose_question(None, 1, task)
         generation = generation_config(settings, max_new_tokens)
+        got = await load(data, raw_regions, masks)
+        if not got.regions:
+            raise ApiError(422, "invalid_region", "describe needs at least one region")
         start = time.perf_counter()
-        future = submit(lambda: worker.submit(lambda: service.describe(media, regions, task, generation)))
-        answers = await wait(future, settings.request_timeout_s)
-        return DescribeResponse(model=settings.model_name, media=media.kind, task=task,
-                                answers=[answer_out(a, [r]) for a, r in zip(answers, regions)],
+        cancel = threading.Event()
+        future = submit(lambda: worker.submit(
+            lambda: service.describe(got.media, got.regions, task, generation, cancel)))
+        answers = await wait(future, settings.request_timeout_s, cancel)
+        return DescribeResponse(model=settings.model_name, media=got.media.kind, task=task,
+                                answers=[answer_out(a, [r]) for a, r in zip(answers, got.regions)],
                                 latency_s=round(time.perf_counter() - start, 3))
 
-    async def segment(media: DecodedMedia, raw_regions: list, propagate: bool) -> SegmentResponse:
-        regions = parse_regions(raw_regions, media, settings)
-        future = submit(lambda: worker.submit(lambda: service.segment(media, regions, propagate)))
-        resolved = await wait(future, settings.request_timeout_s)
-        height, width = media.size
-        return SegmentResponse(media=media.kind, height=height, width=width,
-                               regions=[region_out(i, r, m) for i, (r, m) in enumerate(zip(regions, resolved))])
+    async def segment(data: bytes | str, raw_regions: list, propagate: bool) -> SegmentResponse:
+        got = await load(data, raw_regions)
+        cancel = threading.Event()
+        future = submit(lambda: worker.submit(lambda: service.segment(got.media, got.regions, propagate, cancel)))
+        resolved = await wait(future, settings.request_timeout_s, cancel)
+        height, width = got.media.size
+        return SegmentResponse(media=got.media.kind, height=height, width=width,
+                               regions=[region_out(i, r, m) for i, (r, m) in enumerate(zip(got.regions, resolved))])
 
     @app.post("/v1/ask", response_model=AskResponse, responses=ERRORS, tags=["regions"])
     async def ask_json(body: AskBody) -> Any:
         """Ask a question about regions of an image or video sent inline (base64 / data URL)."""
-        media = await load(decode_base64(body.media.data, settings))
-        return await ask(media, body.regions, body.question, body.max_new_tokens, body.stream)
+        return await ask(body.media.data, body.regions, body.question, body.max_new_tokens, body.stream)
 
     @app.post("/v1/ask/upload", response_model=AskResponse, responses=ERRORS, tags=["regions"])
     async def ask_upload(
@@ -204,15 +164,13 @@ def _add_region_routes(app: FastAPI, settings: ServerSettings, service: ModelSer
         stream: Annotated[bool, Form()] = False,
     ) -> Any:
         """Multipart form version of ``/v1/ask``."""
-        media = await load(await _read(file, settings))
-        raw = _regions_form(regions) + [await _mask_region(m, settings) for m in masks or []]
-        return await ask(media, raw, question, max_new_tokens, stream)
+        return await ask(await _read(file, settings), _regions_form(regions), question, max_new_tokens, stream,
+                         [await _read(m, settings) for m in masks or []])
 
     @app.post("/v1/describe", response_model=DescribeResponse, responses=ERRORS, tags=["regions"])
     async def describe_json(body: DescribeBody) -> DescribeResponse:
         """Describe each region separately (one answer per region, the media encoded once)."""
-        media = await load(decode_base64(body.media.data, settings))
-        return await describe(media, body.regions, body.task, body.max_new_tokens)
+        return await describe(body.media.data, body.regions, body.task, body.max_new_tokens)
 
     @app.post("/v1/describe/upload", response_model=DescribeResponse, responses=ERRORS, tags=["regions"])
     async def describe_upload(
@@ -223,22 +181,19 @@ def _add_region_routes(app: FastAPI, settings: ServerSettings, service: ModelSer
         max_new_tokens: Annotated[int | None, Form()] = None,
     ) -> DescribeResponse:
         """Multipart form version of ``/v1/describe``."""
-        media = await load(await _read(file, settings))
-        raw = _regions_form(regions) + [await _mask_region(m, settings) for m in masks or []]
-        return await describe(media, raw, task, max_new_tokens)
+        return await describe(await _read(file, settings), _regions_form(regions), task, max_new_tokens,
+                              [await _read(m, settings) for m in masks or []])
 
     @app.post("/v1/segment", response_model=SegmentResponse, responses=ERRORS, tags=["regions"])
     async def segment_json(body: SegmentBody) -> SegmentResponse:
         """Turn box / point / scribble prompts into masks (compressed COCO RLE per frame)."""
-        media = await load(decode_base64(body.media.data, settings))
-        return await segment(media, body.regions, body.propagate)
+        return await segment(body.media.data, body.regions, body.propagate)
 
     @app.post("/v1/segment/upload", response_model=SegmentResponse, responses=ERRORS, tags=["regions"])
     async def segment_upload(file: Annotated[UploadFile, File()], regions: Annotated[str, Form()],
                              propagate: Annotated[bool, Form()] = False) -> SegmentResponse:
         """Multipart form version of ``/v1/segment``."""
-        media = await load(await _read(file, settings))
-        return await segment(media, _regions_form(regions), propagate)
+        return await segment(await _read(file, settings), _regions_form(regions), propagate)
 
 
 async def _read(upload: UploadFile, settings: ServerSettings) -> bytes:
@@ -260,31 +215,36 @@ def _regions_form(text: str) -> list:
     return value
 
 
-async def _mask_region(upload: UploadFile, settings: ServerSettings) -> dict:
-    return {"type": "mask_png", "data": base64.b64encode(await _read(upload, settings)).decode()}
+async def _open_stream(worker: ModelWorker, service: ModelService, question: Question,
+                       settings: ServerSettings) -> PieceStream:
+    """A started stream whose input was accepted: bad input, a full queue or a timeout raise here, before any
+    200 is sent."""
+    stream = PieceStream(settings.request_timeout_s, question.cancel)
+    stream.start(worker, lambda s: service.stream(question, s.emit, s.ready))
+    await stream.opened()
+    return stream
 
 
-def _stream_answer(worker: ModelWorker, service: ModelService, question: Question, settings: ServerSettings,
-                   regions: list) -> StreamingResponse:
-    stream = PieceStream(settings.request_timeout_s)
-    stream.start(worker, lambda s: service.stream(question, s.emit, s.stopped))
+async def _stream_answer(worker: ModelWorker, service: ModelService, question: Question,
+                         settings: ServerSettings) -> EventStream:
+    stream = await _open_stream(worker, service, question, settings)
 
     async def body() -> AsyncIterator[str]:
         async for kind, value in stream.events():
             if kind == "piece":
                 yield sse({"text": value})
             elif kind == "result":
-                outs = [region_out(i, r, m).model_dump() for i, (r, m) in enumerate(zip(regions, value))]
+                outs = [region_out(i, r, m).model_dump() for i, (r, m) in enumerate(zip(question.regions, value))]
                 yield sse({"done": True, "question": question.text, "regions": outs})
             else:
                 yield f"event: error\n{sse(value)}"
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return EventStream(body(), stream.close)
 
 
 def _add_openai_routes(app: FastAPI, settings: ServerSettings, service: ModelService, worker: ModelWorker,
-                       slots: DecodeSlots) -> None:
+                       slots: PrepareSlots) -> None:
     served = {settings.model_name, "pixelrefer"}
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS, tags=["openai"])
@@ -295,16 +255,17 @@ def _add_openai_routes(app: FastAPI, settings: ServerSettings, service: ModelSer
         parsed = oa.parse_chat(body)
         if parsed.media_url is None:
             raise ApiError(400, "invalid_request", "send an image_url (or video_url) content part as a data: URL")
-        media = await slots.decode(decode_media, decode_base64(parsed.media_url, settings, "image_url"), settings)
-        regions = parse_regions(parsed.regions, media, settings)
+        check_question(parsed.text)
         generation = generation_config(settings, body.max_completion_tokens or body.max_tokens, body.temperature,
                                        body.top_p, body.seed)
-        question = Question(media, regions, _question(parsed.text, len(regions)), generation)
+        got = await slots.run(prepare, settings, parsed.media_url, parsed.regions, (), "image_url")
+        question = Question(got.media, got.regions, compose_question(parsed.text, len(got.regions)), generation)
         cid = oa.completion_id()
         if body.stream:
-            return _openai_stream(worker, service, question, settings, cid)
+            return await _openai_stream(worker, service, question, settings, cid)
         key = astuple(generation)
-        answer = await wait(submit(lambda: worker.submit_batchable(question, key)), settings.request_timeout_s)
+        answer = await wait(submit(lambda: worker.submit_batchable(question, key)), settings.request_timeout_s,
+                            question.cancel)
         used = len(answer.token_ids)
         finish = "length" if used >= generation.max_new_tokens else "stop"
         return ChatCompletion(id=cid, created=int(time.time()), model=settings.model_name,
@@ -313,10 +274,9 @@ def _add_openai_routes(app: FastAPI, settings: ServerSettings, service: ModelSer
                                           total_tokens=answer.prompt_tokens + used))
 
 
-def _openai_stream(worker: ModelWorker, service: ModelService, question: Question, settings: ServerSettings,
-                   cid: str) -> StreamingResponse:
-    stream = PieceStream(settings.request_timeout_s)
-    stream.start(worker, lambda s: service.stream(question, s.emit, s.stopped))
+async def _openai_stream(worker: ModelWorker, service: ModelService, question: Question, settings: ServerSettings,
+                         cid: str) -> EventStream:
+    stream = await _open_stream(worker, service, question, settings)
     model = settings.model_name
 
     async def body() -> AsyncIterator[str]:
@@ -330,4 +290,4 @@ def _openai_stream(worker: ModelWorker, service: ModelService, question: Questio
                 yield sse(value)
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return EventStream(body(), stream.close)

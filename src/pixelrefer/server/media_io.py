@@ -1,6 +1,7 @@
 """Turn uploaded bytes (multipart files, base64, data URLs) into an image array or a VideoClip, within limits.
 
-Nothing here reads a path named by a request: media arrive as bytes only.
+Nothing here reads a path named by a request: media arrive as bytes only. Error messages never show server
+paths or object addresses (a video is decoded from a temporary file whose name is replaced by "the upload").
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pixelrefer.errors import LimitError
 from pixelrefer.media import MediaError, VideoClip, load_image, read_video
 from pixelrefer.server.errors import ApiError
 from pixelrefer.server.settings import ServerSettings
@@ -112,7 +114,7 @@ def _decode_image(data: bytes, settings: ServerSettings) -> DecodedMedia:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
     except Exception as exc:
-        raise ApiError(400, "invalid_media", f"cannot read the image: {exc}") from exc
+        raise ApiError(400, "invalid_media", f"cannot read the image: {_clean(exc)}") from exc
     if width * height > settings.max_image_pixels:
         raise ApiError(413, "image_too_large",
                        f"the image is {width}x{height}; at most {settings.max_image_pixels} pixels are accepted")
@@ -121,8 +123,10 @@ def _decode_image(data: bytes, settings: ServerSettings) -> DecodedMedia:
         pil.load()
         rgb = load_image(pil)
         alpha = np.asarray(pil.getchannel("A")) if "A" in pil.getbands() else None
+    except LimitError:
+        raise
     except (MediaError, OSError, ValueError, SyntaxError) as exc:
-        raise ApiError(400, "invalid_media", f"cannot read the image: {exc}") from exc
+        raise ApiError(400, "invalid_media", f"cannot read the image: {_clean(exc)}") from exc
     mask = None
     if alpha is not None and (alpha < 255).any() and (alpha > 0).any():
         mask = alpha > 0
@@ -135,10 +139,14 @@ def _decode_video(data: bytes, fmt: str, settings: ServerSettings) -> VideoClip:
         path.write_bytes(data)
         try:
             clip = read_video(path, fps=settings.video_fps, max_frames=settings.max_video_frames)
+        except LimitError as exc:  # from the container's metadata, before any frame was decoded
+            kind = "video_too_long" if "max_video_seconds" in str(exc) else "video_too_large"
+            raise ApiError(413, kind, _clean(exc, tmp)) from exc
         except MediaError as exc:
-            raise ApiError(400, "invalid_media", f"cannot read the video: {exc}") from exc
+            raise ApiError(400, "invalid_media", f"cannot read the video: {_clean(exc, tmp)}") from exc
         except Exception as exc:
-            raise ApiError(400, "invalid_media", f"cannot read the video: {type(exc).__name__}: {exc}") from exc
+            raise ApiError(400, "invalid_media",
+                           f"cannot read the video: {type(exc).__name__}: {_clean(exc, tmp)}") from exc
     if clip.num_frames == 0:
         raise ApiError(400, "invalid_media", "the video has no frames")
     duration = _duration(clip)
@@ -149,6 +157,17 @@ def _decode_video(data: bytes, fmt: str, settings: ServerSettings) -> VideoClip:
         raise ApiError(413, "video_too_large", f"video frames of {clip.width}x{clip.height} are too large")
     logger.debug("decoded a %s video: %d frames, %.1f s", fmt, clip.num_frames, duration)
     return clip
+
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
+
+
+def _clean(exc: BaseException, tmp: str | None = None) -> str:
+    """The exception's message without the temporary folder's paths or object reprs."""
+    message = str(exc)
+    if tmp is not None:
+        message = re.sub(re.escape(tmp) + r"[^\s'\":]*", "the upload", message)
+    return _OBJECT_REPR.sub("the upload", message)
 
 
 def _duration(clip: VideoClip) -> float:

@@ -1,20 +1,24 @@
-"""What the endpoints ask of the model, run on the model thread: resolve regions, answer, stream, segment."""
+"""What the endpoints ask of the model, run on the model thread: resolve regions, answer, stream, segment.
+
+Every job carries a cancel event (set when its request stops waiting): generation checks it at each decoding
+step, segmentation between regions.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from pixelrefer.inference.api import Answer, AskRequest
 from pixelrefer.inference.generation import GenerationConfig
-from pixelrefer.media import MediaError, VideoClip
+from pixelrefer.media import VideoClip
 from pixelrefer.processing.processor import as_media
-from pixelrefer.processing.prompts import PromptError
-from pixelrefer.regions import Region, RegionError, ResolvedRegion, encode_rle
+from pixelrefer.regions import Region, ResolvedRegion, encode_rle
 from pixelrefer.server.errors import ApiError
 from pixelrefer.server.media_io import DecodedMedia
 from pixelrefer.server.schemas import AnswerOut, RegionOut
@@ -25,40 +29,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Question:
-    """One question about regions of decoded media (what a batched job carries)."""
+    """One question about regions of decoded media (what a batched job carries); ``cancel`` stops it."""
 
     media: DecodedMedia
     regions: list[Region]
     text: str
     generation: GenerationConfig
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
-def as_api_error(exc: BaseException) -> ApiError | None:
-    """The 4xx an input error deserves, or ``None`` for a server fault."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, RegionError):
-        return ApiError(422, "invalid_region", str(exc))
-    if isinstance(exc, PromptError):
-        return ApiError(400, "invalid_prompt", str(exc))
-    if isinstance(exc, MediaError):
-        return ApiError(400, "invalid_media", str(exc))
-    return None
-
-
-def parse_regions(raw: Sequence[Any], media: DecodedMedia, settings: ServerSettings) -> list[Region]:
-    """Regions from their JSON form; an RGBA image's own alpha is the region when none is given."""
-    if len(raw) > settings.max_regions:
-        raise ApiError(422, "invalid_region", f"{len(raw)} regions; at most {settings.max_regions} are accepted")
-    regions = []
-    for index, item in enumerate(raw):
-        try:
-            regions.append(Region.from_dict(item))
-        except (RegionError, TypeError, ValueError) as exc:
-            raise ApiError(422, "invalid_region", f"region {index}: {exc}") from exc
-    if not regions and media.alpha is not None:
-        regions.append(Region.from_mask(media.alpha))
-    return regions
+class Cancelled(RuntimeError):
+    """The job's request went away before a step that cannot be interrupted; nobody reads the result."""
 
 
 def generation_config(settings: ServerSettings, max_new_tokens: int | None, temperature: float | None = None,
@@ -78,11 +59,17 @@ class ModelService:
         self.pipeline = pipeline
         self.segmenter = segmenter if segmenter is not None else _pipeline_segmenter(pipeline)
 
-    def segment(self, media: DecodedMedia, regions: Sequence[Region], propagate: bool = False) -> list[ResolvedRegion]:
+    def segment(self, media: DecodedMedia, regions: Sequence[Region], propagate: bool = False,
+                cancel: threading.Event | None = None) -> list[ResolvedRegion]:
         """Masks of prompts with this service's segmenter (``propagate``: to every video frame)."""
         h, w = media.size
         frames = media.media.frames if isinstance(media.media, VideoClip) else media.media
-        return [r.resolve(h, w, media.num_frames, self.segmenter, frames=frames, propagate=propagate) for r in regions]
+        out = []
+        for region in regions:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the request went away")
+            out.append(region.resolve(h, w, media.num_frames, self.segmenter, frames=frames, propagate=propagate))
+        return out
 
     def resolve(self, media: DecodedMedia, regions: Sequence[Region]) -> list[ResolvedRegion]:
         """Masks of regions by the pipeline's own rule (its segmenter; Lite video regions propagated)."""
@@ -90,20 +77,23 @@ class ModelService:
 
     def ask_batch(self, questions: list[Question]) -> list[Answer]:
         resolved = [self.resolve(q.media, q.regions) for q in questions]
-        requests = [AskRequest(q.media.media, r, q.text) for q, r in zip(questions, resolved)]
+        requests = [AskRequest(q.media.media, r, q.text, q.cancel) for q, r in zip(questions, resolved)]
         return self.pipeline.ask_batch(requests, questions[0].generation)
 
-    def describe(self, media: DecodedMedia, regions: list[Region], task: str, generation: GenerationConfig) -> list[Answer]:
-        return self.pipeline.describe_each(media.media, self.resolve(media, regions), task=task, generation=generation)
+    def describe(self, media: DecodedMedia, regions: list[Region], task: str, generation: GenerationConfig,
+                 cancel: threading.Event | None = None) -> list[Answer]:
+        return self.pipeline.describe_each(media.media, self.resolve(media, regions), task=task, generation=generation,
+                                           cancel=cancel)
 
-    def stream(self, question: Question, emit: Callable[[str], None], stop: Callable[[], bool]) -> list[ResolvedRegion]:
-        """Emit answer pieces as they come; ``stop()`` true ends early (client gone or timed out)."""
+    def stream(self, question: Question, emit: Callable[[str], None], ready: Callable[[], None]) -> list[ResolvedRegion]:
+        """Resolve and encode (input errors raise here), call ``ready()``, then emit answer pieces as they come.
+        ``question.cancel`` ends generation at the next decoding step."""
         resolved = self.resolve(question.media, question.regions)
-        pieces = self.pipeline.stream(question.media.media, resolved, question.text, question.generation)
+        pieces = self.pipeline.stream(question.media.media, resolved, question.text, question.generation,
+                                      cancel=question.cancel)
+        ready()
         try:
             for piece in pieces:
-                if stop():
-                    break
                 if piece:
                     emit(piece)
         finally:

@@ -1,13 +1,17 @@
 """One model per process: a single worker thread runs every model call, fed by a bounded queue.
 
 Requests submit jobs and await their futures; a full queue refuses at once (HTTP 429), a closing
-worker refuses and fails whatever still waits (HTTP 503). Jobs marked batchable that wait together
+worker refuses and fails whatever still waits (HTTP 503). Only live work counts against the queue: a job whose
+future was cancelled (its request timed out or went away) is dropped, never run. A job runs in a copy of the
+context it was submitted from, so context variables such as the request's input limits
+(:func:`pixelrefer.limits.use_limits`) apply on the model thread too. Jobs marked batchable that wait together
 are handed to ``batch_fn`` in one call (e.g. ``PixelRefer.ask_batch``), so concurrent questions
 share the forward passes.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections import deque
@@ -33,6 +37,7 @@ class _Job:
     future: Future = field(default_factory=Future)
     batch_item: Any = None
     batch_key: Any = None
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class ModelWorker:
@@ -58,8 +63,9 @@ class ModelWorker:
 
     @property
     def depth(self) -> int:
-        """Jobs waiting (not counting the one running)."""
+        """Live jobs waiting (not counting the one running)."""
         with self._cond:
+            self._prune()
             return len(self._pending)
 
     @property
@@ -80,8 +86,14 @@ class ModelWorker:
             raise RuntimeError("this worker has no batch function")
         return self._enqueue(_Job(run=None, batch_item=item, batch_key=key))
 
+    def _prune(self) -> None:
+        """Drop waiting jobs nobody waits for (cancelled futures). Called with the lock held."""
+        if any(job.future.cancelled() for job in self._pending):
+            self._pending = deque(job for job in self._pending if not job.future.cancelled())
+
     def _enqueue(self, job: _Job) -> Future:
         with self._cond:
+            self._prune()
             if self._closing:
                 raise ShuttingDownError("the server is shutting down")
             if len(self._pending) + int(self._busy) > self.max_queue:  # max_queue waiting + the running one
@@ -104,8 +116,10 @@ class ModelWorker:
 
     def _take(self) -> list[_Job] | None:
         with self._cond:
+            self._prune()
             while not self._pending and not self._closing:
                 self._cond.wait()
+                self._prune()
             if not self._pending:
                 return None
             first = self._pending.popleft()
@@ -126,9 +140,9 @@ class ModelWorker:
             live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
             try:
                 if live and live[0].run is not None:
-                    _settle(live[0].future, live[0].run)
+                    live[0].context.run(_settle, live[0].future, live[0].run)
                 elif live:
-                    self._run_batch(live)
+                    live[0].context.run(self._run_batch, live)
             finally:
                 with self._cond:
                     self._busy = False

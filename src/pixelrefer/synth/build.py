@@ -29,6 +29,7 @@ from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
 from pixelrefer.constants import IMAGE_TOKEN, VIDEO_TAG
+from pixelrefer.errors import ConfigError
 from pixelrefer.synth import world
 from pixelrefer.synth.scenes import Scene, render_scene
 from pixelrefer.synth.tasks import Instruction, image_instruction, video_instruction
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("train", "val", "test", "heldout")
 FORMAT_VERSION = 1
 MAX_RENDER_ATTEMPTS = 20
+MIN_IMAGE_SIZE = 8  # smaller scenes cannot hold an object
+MAX_IMAGE_SIZE = 4096
 PNG_COMPRESS_LEVEL = 3  # zlib level: 3 is ~3x faster than 6 for ~15% more bytes
 
 
@@ -59,6 +62,22 @@ class BuildConfig:
     num_frames: tuple[int, int] = (4, 8)
     fps: float = 1.0
     video_masks: str = "first"
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_val", "n_test", "n_heldout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+        if not (isinstance(self.video_fraction, int | float) and 0.0 <= self.video_fraction <= 1.0):
+            raise ConfigError(f"video_fraction must be in [0, 1], got {self.video_fraction!r}")
+        if not all(MIN_IMAGE_SIZE <= int(s) <= MAX_IMAGE_SIZE for s in self.image_size):
+            raise ConfigError(f"image_size must be within {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} pixels, got {self.image_size}")
+        if self.samples_per_scene < 1:
+            raise ConfigError(f"samples_per_scene must be at least 1, got {self.samples_per_scene}")
+        if self.video_masks not in ("first", "all"):
+            raise ConfigError(f"video_masks must be 'first' or 'all', got {self.video_masks!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}")
 
     def count(self, split: str) -> int:
         return {"train": self.n_train, "val": self.n_val, "test": self.n_test, "heldout": self.n_heldout}[split]
@@ -191,14 +210,12 @@ def build_dataset(
     region per object, as PixelRefer trains); `"all"` stores it on every frame where it is visible
     (PixelRefer-Lite style).
     """
-    if video_masks not in ("first", "all"):
-        raise ValueError(f"video_masks must be 'first' or 'all', got {video_masks!r}")
-    if samples_per_scene < 1:
-        raise ValueError("samples_per_scene must be at least 1")
     size = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
     cfg = BuildConfig(n_train=n_train, n_val=n_val, n_test=n_test, n_heldout=n_heldout, seed=seed,
                       video_fraction=video_fraction, image_size=size, samples_per_scene=samples_per_scene,
                       video_masks=video_masks)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     total = sum(math.ceil(cfg.count(s) / samples_per_scene) for s in SPLITS)

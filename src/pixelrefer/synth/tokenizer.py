@@ -27,6 +27,7 @@ from tokenizers import (
 from transformers import PreTrainedTokenizerFast
 
 from pixelrefer.constants import END_OF_TEXT, IM_END, SPECIAL_TOKENS
+from pixelrefer.errors import ConfigError
 from pixelrefer.processing.prompts import CHAT_TEMPLATE
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,12 @@ def _base_tokenizer() -> Tokenizer:
     return tok
 
 
+def check_vocab_size(vocab_size: int) -> None:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= 256 + len(SPECIAL_TOKENS):
+        raise ConfigError(f"vocab_size must exceed the 256 byte symbols plus {len(SPECIAL_TOKENS)} specials, "
+                          f"got {vocab_size!r}")
+
+
 def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int = DEFAULT_VOCAB_SIZE,
                     min_frequency: int = 2) -> PreTrainedTokenizerFast:
     """Train, save to `out_dir` and return the tokenizer.
@@ -82,8 +89,7 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
     `vocab_size` is the total size including the special tokens; a small corpus may stop the BPE merges
     earlier, giving a smaller vocabulary. Special tokens get ids ``n_bpe .. n_bpe + 6``.
     """
-    if vocab_size <= 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size must exceed the 256 byte symbols plus {len(SPECIAL_TOKENS)} specials")
+    check_vocab_size(vocab_size)
     tok = _base_tokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(SPECIAL_TOKENS),

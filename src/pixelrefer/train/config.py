@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from pixelrefer.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -107,6 +109,23 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        """Ranges the loop relies on, checked when the config is built (before any data or model work)."""
+        at_least = {"batch_size": 1, "grad_accum": 1, "log_every": 1, "keep_checkpoints": 1, "eval_every": 0,
+                    "save_every": 0, "num_workers": 0, "seed": 0}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ConfigError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        for name in ("max_steps", "num_threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 (or null), got {getattr(self, name)}")
+        if not self.epochs > 0 or not self.lr_scale > 0:
+            raise ConfigError(f"epochs and lr_scale must be > 0, got {self.epochs} and {self.lr_scale}")
+        for name in ("limit", "eval_limit"):
+            value = getattr(self.data, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"data.{name} must be >= 0 (or null), got {value}")
+
     @property
     def export_path(self) -> Path:
         return Path(self.export_dir) if self.export_dir else Path(self.output_dir) / "final"
@@ -135,36 +154,36 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if value is None:
         if hint is type(None) or type(None) in args:
             return None
-        raise ValueError(f"{where}: null is not allowed")
+        raise ConfigError(f"{where}: null is not allowed")
     if origin in (typing.Union, types.UnionType):
         for option in (a for a in args if a is not type(None)):
             try:
                 return _coerce(value, option, where)
             except (TypeError, ValueError):
                 continue
-        raise ValueError(f"{where}: {value!r} does not fit {hint}")
+        raise ConfigError(f"{where}: {value!r} does not fit {hint}")
     if hint is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
         return value
     if hint in (int, float):
         if isinstance(value, bool) or (hint is int and isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
         try:
             return hint(float(value)) if isinstance(value, str) else hint(value)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}") from exc
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}") from exc
     if hint is str:
         return str(value)
     if origin is list:
         if not isinstance(value, list):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, args[0], where) for v in value] if args else value
     if origin is tuple:
         return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return {k: _coerce(v, args[1], f"{where}.{k}") if args and args[1] is not Any else v
                 for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
@@ -174,12 +193,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def _build(cls: type, data: Any, where: str = "") -> Any:
     if not isinstance(data, dict):
-        raise TypeError(f"{where or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ValueError(f"{where or 'config'}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -200,7 +219,7 @@ def list_train_configs() -> list[str]:
 
 def _load_raw(name_or_path: str, depth: int = 0) -> dict[str, Any]:
     if depth > 8:
-        raise ValueError(f"config 'base' chain too deep at {name_or_path!r}")
+        raise ConfigError(f"config 'base' chain too deep at {name_or_path!r}")
     path = Path(name_or_path)
     if not path.is_file():
         path = CONFIG_DIR / f"{name_or_path}.yaml"
@@ -208,7 +227,7 @@ def _load_raw(name_or_path: str, depth: int = 0) -> dict[str, Any]:
         raise FileNotFoundError(f"no train config {name_or_path!r}: not a YAML file nor one of {list_train_configs()}")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
-        raise TypeError(f"{path}: a train config must be a mapping")
+        raise ConfigError(f"{path}: a train config must be a mapping")
     base = raw.pop("base", None)
     return _merge(_load_raw(str(base), depth + 1), raw) if base else raw
 
@@ -217,7 +236,7 @@ def parse_override(text: str) -> dict[str, Any]:
     """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}`` (value parsed as YAML)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"override {text!r} is not key=value")
+        raise ConfigError(f"override {text!r} is not key=value")
     parsed: Any = yaml.safe_load(value) if value.strip() else None
     for part in reversed(key.strip().split(".")):
         parsed = {part: parsed}

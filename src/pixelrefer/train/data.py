@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +28,15 @@ import numpy as np
 from PIL import Image
 
 from pixelrefer.constants import REGION_PLACEHOLDER
-from pixelrefer.errors import DataError
+from pixelrefer.errors import DataError, PixelReferError
+from pixelrefer.limits import check_image_pixels, check_question
+from pixelrefer.processing.prompts import check_control_tokens, clean_user_text
 from pixelrefer.regions import codecs
-from pixelrefer.regions.errors import RegionError
 
 logger = logging.getLogger(__name__)
 
 ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+_FRAME_KEY = re.compile(r"[0-9]{1,9}")
 MAX_REPORTED_ERRORS = 20
 
 
@@ -72,8 +75,12 @@ def read_samples(path: str | Path) -> list[dict[str, Any]]:
         raise DataError(f"{file}: no such data file")
     try:
         samples = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{file}: not valid UTF-8 (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise DataError(f"{file}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise DataError(f"{file}: JSON nested too deeply") from exc
     if not isinstance(samples, list):
         raise DataError(f"{file}: the top level must be a list of samples, got {type(samples).__name__}")
     return samples
@@ -88,7 +95,7 @@ def _messages(convs: Any) -> list[dict[str, str]]:
             raise DataError(f"bad conversation turn {turn!r}: need {{'from': human|gpt|system, 'value': str}}")
         if not out and turn["from"] != "human":
             continue  # leading non-human turns are dropped, as in the official loader
-        out.append({"role": ROLES[turn["from"]], "content": turn["value"]})
+        out.append({"role": ROLES[turn["from"]], "content": _checked_text(turn["from"], turn["value"])})
     if not any(m["role"] == "assistant" for m in out):
         raise DataError("the conversation has no answer (gpt) turn after the first human turn")
     if any(REGION_PLACEHOLDER in m["content"] for m in out if m["role"] != "user"):
@@ -96,25 +103,42 @@ def _messages(convs: Any) -> list[dict[str, str]]:
     return out
 
 
+def _checked_text(speaker: str, text: str) -> str:
+    """The same rules as at inference: question limits and no control tokens typed in the text."""
+    try:
+        if speaker == "human":
+            check_question(text, what=f"a {speaker} turn")
+            clean_user_text(text)
+        else:
+            check_control_tokens(text, what=f"a {speaker} turn")
+    except PixelReferError as exc:
+        raise DataError(str(exc)) from exc
+    return text
+
+
 def _media_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the image header, checked against the image pixel limit."""
     if not path.is_file():
         raise DataError(f"missing media file {path}")
     try:
         with Image.open(path) as im:
+            check_image_pixels(im.width, im.height, what=path.name)
             return im.height, im.width
-    except OSError as exc:
+    except PixelReferError as exc:
+        raise DataError(str(exc)) from exc
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on corrupt headers
         raise DataError(f"unreadable image {path}: {exc}") from exc
 
 
 def _decode_mask(mask: Any, size: tuple[int, int], declared: tuple[int, int] | None) -> np.ndarray:
     """One image mask (RLE dict or polygon list) as a (H, W) bool array of the media size."""
     if isinstance(mask, dict):
-        rle_size = tuple(int(s) for s in mask.get("size", ()))
-        if rle_size != size:
-            raise DataError(f"RLE size {list(rle_size)} differs from the media size {list(size)}")
         try:
+            rle_size = codecs.check_size(mask.get("size"), "RLE")  # the declared size first, nothing decoded
+            if rle_size != size:
+                raise DataError(f"RLE size {list(rle_size)} differs from the media size {list(size)}")
             decoded = codecs.decode_rle(mask)
-        except (RegionError, ValueError, TypeError) as exc:
+        except PixelReferError as exc:
             raise DataError(f"undecodable RLE: {exc}") from exc
     elif isinstance(mask, list):
         if declared is None:
@@ -123,7 +147,7 @@ def _decode_mask(mask: Any, size: tuple[int, int], declared: tuple[int, int] | N
             raise DataError(f"declared height/width {list(declared)} differ from the media size {list(size)}")
         try:
             decoded = codecs.polygons_to_mask(codecs.normalise_polygons(mask), *size)
-        except (RegionError, ValueError, TypeError) as exc:
+        except PixelReferError as exc:
             raise DataError(f"bad polygon: {exc}") from exc
     else:
         raise DataError(f"a mask must be an RLE dict or a polygon list, got {type(mask).__name__}")
@@ -134,7 +158,10 @@ def _decode_mask(mask: Any, size: tuple[int, int], declared: tuple[int, int] | N
 
 def _declared_size(sample: dict[str, Any]) -> tuple[int, int] | None:
     if "height" in sample and "width" in sample:
-        return int(sample["height"]), int(sample["width"])
+        try:
+            return codecs.check_size([sample["height"], sample["width"]], "the sample's declared")
+        except PixelReferError as exc:
+            raise DataError(str(exc)) from exc
     return None
 
 
@@ -153,7 +180,7 @@ def _regions(sample: dict[str, Any], size: tuple[int, int], num_frames: int | No
                 raise DataError("a video mask must be a non-empty {frame index: mask} dict")
             per_frame: dict[int, np.ndarray] = {}
             for key, value in mask.items():
-                frame = int(key) if str(key).isdigit() else -1
+                frame = int(key) if _FRAME_KEY.fullmatch(str(key)) else -1
                 if not 0 <= frame < num_frames:
                     raise DataError(f"frame index {key!r} is outside the {num_frames} frames")
                 per_frame[frame] = _decode_mask(value, size, declared)
@@ -161,6 +188,12 @@ def _regions(sample: dict[str, Any], size: tuple[int, int], num_frames: int | No
         except DataError as exc:
             raise DataError(f"mask {k}: {exc}") from exc
     return regions
+
+
+def _media_path(root: Path, name: Any) -> Path:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise DataError(f"a media path must be a non-empty string, got {name!r}")
+    return root / name
 
 
 def _media(sample: dict[str, Any], root: Path, parsed: ParsedSample) -> tuple[tuple[int, int], int | None]:
@@ -174,16 +207,18 @@ def _media(sample: dict[str, Any], root: Path, parsed: ParsedSample) -> tuple[tu
             if len(image) != 1:
                 raise DataError(f"only one image per sample is supported, got {len(image)}")
             image = image[0]
-        parsed.image = root / str(image)
+        parsed.image = _media_path(root, image)
         return _media_size(parsed.image), None
     if has_video:
         frames = sample["video"]
         if not isinstance(frames, list) or not frames:
             raise DataError("'video' must be a non-empty list of frame paths")
-        parsed.frames = [root / str(f) for f in frames]
+        parsed.frames = [_media_path(root, f) for f in frames]
         stamps = sample.get("timestamps")
         if not isinstance(stamps, list) or len(stamps) != len(frames):
             raise DataError("a frame-list video needs 'timestamps', one per frame")
+        if not all(isinstance(t, int | float) and not isinstance(t, bool) and np.isfinite(t) for t in stamps):
+            raise DataError("'timestamps' must be finite numbers (seconds)")
         parsed.timestamps = [float(t) for t in stamps]
         sizes = {_media_size(f) for f in parsed.frames}
         if len(sizes) != 1:

@@ -1,5 +1,7 @@
 """The training loop: plain PyTorch, gradient accumulation, autocast where it pays, clipping, JSONL metrics,
 and checkpoints that resume the exact same run (weights, optimizer, scheduler, RNG states, data position).
+Nothing is unpickled: RNG states are JSON, optimizer and scheduler states are read with ``weights_only=True``;
+on resume ``metrics.jsonl`` is cut back to the checkpoint's step.
 
 Device placement happens only in :class:`Trainer` (``self.device`` / :meth:`Trainer.to_device`), so a
 launcher such as accelerate or torchrun can take over that one place. The data order of epoch ``e`` is a
@@ -9,9 +11,11 @@ micro-batches already consumed in it.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
+import pickle
 import random
 import shutil
 import time
@@ -27,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from pixelrefer.errors import CheckpointError, ConfigError, DataError
 from pixelrefer.model.checkpoint import read_state_dict
 from pixelrefer.train.config import TrainConfig
 from pixelrefer.train.optim import OptimConfig, build_optimizer, build_scheduler
@@ -39,6 +44,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 STATE_FILE = "trainer_state.json"
+RNG_FILE = "rng.json"
+LEGACY_RNG_FILE = "rng.pt"  # pickled by older versions: refused, never unpickled
 DATA_ORDER_STRIDE = 1_000_003  # seed * stride + epoch seeds the permutation of an epoch
 
 
@@ -52,17 +59,32 @@ class TrainerState:
 
 
 class JsonlLogger:
-    """Appends one JSON object per line; ``fresh=True`` truncates the file first."""
+    """Appends one JSON object per line; ``fresh=True`` truncates the file first.
 
-    def __init__(self, path: Path, fresh: bool) -> None:
+    ``resume_step`` (a resumed run) keeps only the records of steps up to the checkpoint's, so the steps run
+    again after resuming are not listed twice; a torn last line left by a crash is dropped with them.
+    """
+
+    def __init__(self, path: Path, fresh: bool, resume_step: int | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         if fresh:
             path.write_text("", encoding="utf-8")
+        elif resume_step is not None and path.is_file():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _step_at_most(line, resume_step)]
+            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def log(self, record: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def _step_at_most(line: str, step: int) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step
 
 
 def seed_everything(seed: int) -> None:
@@ -71,19 +93,58 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _b64(tensor: torch.Tensor) -> str:
+    return base64.b64encode(tensor.numpy().tobytes()).decode("ascii")
+
+
+def _tensor(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text, validate=True)), dtype=torch.uint8)
+
+
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, numpy, torch (and CUDA) generator states as plain JSON (no pickle)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss},
+        "numpy": {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "torch": _b64(torch.get_rng_state()),
+    }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    """Restore what :func:`rng_state` returned; a malformed state is a :class:`CheckpointError`."""
+    try:
+        py, npy = state["python"], state["numpy"]
+        random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
+        np.random.set_state((npy["kind"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"],
+                             npy["cached_gaussian"]))
+        torch.set_rng_state(_tensor(state["torch"]))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([_tensor(s) for s in state["cuda"]])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"the saved RNG state is malformed: {exc}") from exc
+
+
+def read_rng_state(directory: Path) -> dict[str, Any]:
+    """The RNG state of a checkpoint folder (``rng.json``); an old pickled ``rng.pt`` is refused, unread."""
+    path = directory / RNG_FILE
+    if not path.is_file():
+        if (directory / LEGACY_RNG_FILE).is_file():
+            raise CheckpointError(
+                f"{directory.name} holds {LEGACY_RNG_FILE}, a pickle written by an older version; it is not loaded, "
+                "since unpickling a file can run code. Resume is not possible from this checkpoint; start a new run "
+                "from its weights instead"
+            )
+        raise CheckpointError(f"{directory.name} has no {RNG_FILE}; it is not a complete training checkpoint")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{directory.name}/{RNG_FILE} is not valid JSON: {exc}") from exc
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -93,7 +154,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16":
         return torch.bfloat16
     if precision != "auto":
-        raise ValueError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
+        raise ConfigError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
@@ -129,12 +190,13 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, self.stage, self.optim_cfg)
         self.batches_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
         if self.batches_per_epoch == 0:
-            raise ValueError("the training set is empty")
+            raise DataError("the training set is empty")
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.grad_accum))
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, self.optim_cfg)
         self.state = TrainerState()
         self.output_dir = Path(cfg.output_dir)
         self.metrics: JsonlLogger | None = None
+        self.resumed_from: int | None = None  # step of the checkpoint this run resumed from
 
     # ------------------------------------------------------------------------------------------ data
     def to_device(self, batch: ModelInputs) -> ModelInputs:
@@ -206,7 +268,8 @@ class Trainer:
         """Train until ``total_steps`` (or ``stop_at``, to simulate an interruption); returns the state."""
         cfg = self.cfg
         if self.metrics is None:
-            self.metrics = JsonlLogger(self.output_dir / METRICS_FILE, fresh=self.state.step == 0)
+            self.metrics = JsonlLogger(self.output_dir / METRICS_FILE, fresh=self.state.step == 0,
+                                       resume_step=self.resumed_from)
         end = min(self.total_steps, stop_at) if stop_at is not None else self.total_steps
         batches = self.micro_batches()
         bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not cfg.progress, desc="train",
@@ -241,7 +304,7 @@ class Trainer:
         self.model.save_pretrained(tmp)
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(rng_state(), tmp / "rng.pt")
+        (tmp / RNG_FILE).write_text(json.dumps(rng_state()), encoding="utf-8")
         (tmp / STATE_FILE).write_text(json.dumps(asdict(self.state), indent=2), encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -259,12 +322,20 @@ class Trainer:
         missing = expected - set(state) - tied
         unexpected = set(state) - expected
         if missing or unexpected:
-            raise ValueError(f"{path}: checkpoint does not fit the model (missing {sorted(missing)[:10]}, "
-                             f"unexpected {sorted(unexpected)[:10]})")
+            raise CheckpointError(f"{path.name}: checkpoint does not fit the model (missing {sorted(missing)[:10]}, "
+                                  f"unexpected {sorted(unexpected)[:10]})")
+        rng = read_rng_state(path)
+        try:
+            trainer_state = TrainerState(**json.loads((path / STATE_FILE).read_text(encoding="utf-8")))
+            optimizer = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
+            scheduler = torch.load(path / "scheduler.pt", weights_only=True)
+        except (OSError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise CheckpointError(f"{path.name}: cannot read the trainer state: {exc}") from exc
         self.model.load_state_dict(state, strict=False)
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=self.device))
-        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt"))
-        set_rng_state(torch.load(path / "rng.pt", weights_only=False))
-        self.state = TrainerState(**json.loads((path / STATE_FILE).read_text(encoding="utf-8")))
+        self.optimizer.load_state_dict(optimizer)
+        self.scheduler.load_state_dict(scheduler)
+        set_rng_state(rng)
+        self.state = trainer_state
+        self.resumed_from = trainer_state.step
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.state.step, self.state.epoch,
                     self.state.position)

@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 
+from pixelrefer.errors import CheckpointError, ConfigError
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
 from pixelrefer.processing.processor import PixelReferProcessor
 from pixelrefer.train.config import TrainConfig
 from pixelrefer.train.dataset import Collator, SupervisedDataset, TaskFocus
-from pixelrefer.train.loop import Trainer, latest_checkpoint, seed_everything
+from pixelrefer.train.loop import STATE_FILE, Trainer, latest_checkpoint, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,20 @@ def prepare_vision(cfg: TrainConfig, model: PixelReferForConditionalGeneration) 
     logger.info("vision tower and box position embedding loaded from %s", folder)
 
 
+def check_resume(resume: str) -> None:
+    """``resume`` must be ``never``, ``auto`` or an existing checkpoint folder (checked before any work)."""
+    if resume in ("never", "auto"):
+        return
+    path = Path(resume)
+    if not path.is_dir():
+        raise ConfigError(f"resume={resume!r}: no such checkpoint folder (or use 'never' / 'auto')")
+    if not (path / STATE_FILE).is_file():
+        raise CheckpointError(f"resume={resume!r}: not a training checkpoint (no {STATE_FILE})")
+
+
 def build_trainer(cfg: TrainConfig, resume: str = "never") -> tuple[Trainer, Any]:
     """Everything but the loop itself; ``resume`` is ``never``, ``auto`` (latest checkpoint if any) or a path."""
+    check_resume(resume)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     prepare_data(cfg)
@@ -128,6 +141,7 @@ def export(trainer: Trainer, tokenizer: Any, directory: str | Path) -> Path:
 
 def run(cfg: TrainConfig, resume: str = "never") -> Path:
     """Train per ``cfg`` and export; the resolved config is written to the output folder."""
+    check_resume(resume)
     cfg.save(cfg.output_dir)
     trainer, tokenizer = build_trainer(cfg, resume)
     n_params = sum(p.numel() for p in trainer.model.parameters())

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pixelrefer.errors import ConfigError
 from pixelrefer.eval.judge import Judge
 from pixelrefer.eval.types import BadItem, EvalItem
 
@@ -62,7 +63,7 @@ class Task(ABC):
 
     def __init__(self, variant: str = "full") -> None:
         if variant not in ("full", "lite"):
-            raise ValueError(f"variant must be 'full' or 'lite', got {variant!r}")
+            raise ConfigError(f"variant must be 'full' or 'lite', got {variant!r}")
         self.variant = variant
 
     def judge_settings(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +131,7 @@ TASKS: dict[str, str] = {
 def get_task(name: str, variant: str = "full") -> Task:
     key = name.lower().replace("-", "_")
     if key not in TASKS:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(TASKS))}")
+        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(sorted(TASKS))}")
     module_name, class_name = TASKS[key].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(variant=variant)

@@ -1,0 +1,39 @@
+"""A real uvicorn server on a free 127.0.0.1 port, run the way ``pixelrefer serve`` runs it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from pixelrefer.server import ServerSettings
+from pixelrefer.server.protocol import uvicorn_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(app, settings: ServerSettings | None = None) -> Iterator[str]:
+    """Serve ``app`` (with ``settings``' connection limits; default: the app's own settings) until the block ends."""
+    settings = settings or app.state.settings
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
