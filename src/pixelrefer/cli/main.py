@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "describe": "ask:describe",
     "chat": "chat:chat",
     "convert": "convert:convert",
+    "export-llm": "export_llm:export_llm_command",
     "serve": "serve:serve",
     "demo": "demo:demo",
     "eval": "eval:eval_command",
