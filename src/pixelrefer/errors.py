@@ -7,6 +7,9 @@ catch ``ValueError`` keep working.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class PixelReferError(ValueError):
     """Bad input: the message says what is wrong and how to fix it, without internal paths."""
@@ -38,3 +41,14 @@ class DataError(PixelReferError):
 
 class LimitError(PixelReferError):
     """The input is well formed but larger than a configured limit (tokens, pixels, frames, regions, bytes)."""
+
+
+def reason(exc: BaseException, path: str | os.PathLike | None = None) -> str:
+    """A third-party exception's message on one line, with ``path``'s folders removed (a server's temporary
+    upload folder, a user's home) so that only the file name shows."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if path is not None:
+        name = Path(path).name
+        for full in {str(path), str(Path(path).resolve())}:
+            text = text.replace(full, name)
+    return text

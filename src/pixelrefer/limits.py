@@ -13,14 +13,16 @@ bounded by characters before any tokeniser sees it.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from pixelrefer.errors import LimitError, PromptError
+from pixelrefer.errors import ConfigError, LimitError, PromptError
 
 MIB = 1024 * 1024
+_OPTIONAL = frozenset({"max_prompt_tokens"})  # None: the model's own maximum
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,16 @@ class Limits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
-                raise LimitError(f"limit {f.name} must be a positive number (or None where allowed), got {value!r}")
+            if value is None and f.name in _OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigError(f"limit {f.name} must be a positive number, got {value!r}")
 
     def replace(self, **changes: Any) -> Limits:
         """A copy with some limits changed (unknown names are an error)."""
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
-            raise LimitError(f"unknown limit(s) {sorted(unknown)}; known: {sorted(f.name for f in fields(self))}")
+            raise ConfigError(f"unknown limit(s) {sorted(unknown)}; known: {sorted(f.name for f in fields(self))}")
         return replace(self, **changes)
 
 
@@ -92,7 +96,7 @@ INTERFACES = tuple(_INTERFACE_LIMITS)
 def limits_for(interface: str, **overrides: Any) -> Limits:
     """The default limits of ``interface`` (``api``, ``cli``, ``server``, ``demo``, ``train``), with overrides."""
     if interface not in _INTERFACE_LIMITS:
-        raise LimitError(f"unknown interface {interface!r}; expected one of {list(INTERFACES)}")
+        raise ConfigError(f"unknown interface {interface!r}; expected one of {list(INTERFACES)}")
     return _INTERFACE_LIMITS[interface].replace(**overrides) if overrides else _INTERFACE_LIMITS[interface]
 
 
@@ -150,6 +154,9 @@ def check_question(text: Any, tokenizer: Any = None, limits: Limits | None = Non
     UTF-8 length alone proves the bound (byte-level BPE never makes more tokens than bytes).
     """
     lim = _resolve(limits)
+    if isinstance(text, str | bytes) and len(text) > 4 * lim.max_question_chars:  # too long even as UTF-8 bytes
+        raise _too_large(f"{what} length", len(text), "max_question_chars", lim.max_question_chars,
+                         "characters" if isinstance(text, str) else "bytes")
     text = as_text(text, what)
     if len(text) > lim.max_question_chars:
         raise _too_large(f"{what} length", len(text), "max_question_chars", lim.max_question_chars, "characters")
@@ -217,6 +224,19 @@ def check_image_pixels(width: int, height: int, what: str = "the image", limits:
                          "pixels")
 
 
+_PIL_BOMB_SIZE = re.compile(r"\((\d+) pixels\)")
+
+
+def decompression_bomb(exc: Exception, what: str, limit_name: str = "max_image_pixels",
+                       limits: Limits | None = None) -> LimitError:
+    """The :class:`LimitError` for PIL's ``DecompressionBombError``, which PIL raises while reading the header of
+    an image of more than twice ``Image.MAX_IMAGE_PIXELS``, before our own header check can run."""
+    lim = _resolve(limits)
+    match = _PIL_BOMB_SIZE.search(str(exc))
+    size = f"{int(match.group(1)):,} pixels" if match else "more pixels than PIL decodes"
+    return LimitError(f"{what} declares {size}; the limit {limit_name} is {getattr(lim, limit_name):,} pixels")
+
+
 def check_video_metadata(
     width: int, height: int, num_frames: int | None, duration_s: float | None, what: str = "the video",
     limits: Limits | None = None,
@@ -266,6 +286,7 @@ __all__ = [
     "check_upload_bytes",
     "check_video_metadata",
     "check_video_sampled",
+    "decompression_bomb",
     "limits_for",
     "model_max_tokens",
     "use_limits",

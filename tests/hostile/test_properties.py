@@ -18,9 +18,9 @@ from hypothesis.extra.numpy import arrays
 from pixelrefer.errors import PixelReferError
 from pixelrefer.regions import BoxPrompt, PointsPrompt, Region, codecs
 
-EXAMPLES = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = settings(max_examples=1000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
-sizes = st.integers(1, 16)
+sizes = st.integers(1, 12)
 masks = st.tuples(sizes, sizes).flatmap(lambda hw: arrays(bool, hw))
 finite = st.floats(-40, 80, allow_nan=False, allow_infinity=False)
 any_float = st.floats(allow_nan=True, allow_infinity=True)

@@ -14,6 +14,7 @@ import numpy as np
 import typer
 
 from pixelrefer.cli.common import cli_errors, console
+from pixelrefer.errors import PixelReferError
 from pixelrefer.media import MediaError, VideoClip, is_video_path, load_image, read_video
 from pixelrefer.processing.prompts import (
     TASK_PROMPTS,
@@ -142,7 +143,7 @@ def load_pipeline(model: str, device: str, dtype: str) -> PixelRefer:
     with console.status(f"Loading model {model} …"):
         try:
             pipeline = PixelRefer.from_pretrained(model, device=device, dtype=dtype)
-        except CheckpointError:
+        except PixelReferError:  # a bad --device / --dtype, or the checkpoint's own CheckpointError
             raise
         except (OSError, KeyError, ValueError) as exc:
             raise CheckpointError(f"cannot load {model!r}: {exc}") from exc
@@ -237,6 +238,7 @@ def ask(
     """
     with cli_errors():
         args = _region_args(locals())
+        compose_question(question, 0)  # the text's limits and control tokens, before any decoding or loading
         pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames)
         from pixelrefer.inference.generation import GenerationConfig
 

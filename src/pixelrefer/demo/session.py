@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from pixelrefer.errors import PixelReferError
 from pixelrefer.inference.generation import GenerationConfig
-from pixelrefer.media import MediaError, VideoClip, is_video_path, load_image, read_video
-from pixelrefer.processing.prompts import RELATION_TASK, TASK_PROMPTS, PromptError, compose_question
-from pixelrefer.regions import Region, RegionError, ResolvedRegion
+from pixelrefer.limits import limits_for, use_limits
+from pixelrefer.media import VideoClip, is_video_path, load_image, read_video
+from pixelrefer.processing.prompts import RELATION_TASK, TASK_PROMPTS, compose_question
+from pixelrefer.regions import Region, ResolvedRegion
 from pixelrefer.viz import overlay
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ TASKS = ("question", "category", "brief", "detailed", RELATION_TASK)
 VIDEO_FPS = 2.0
 VIDEO_MAX_FRAMES = 16
 MAX_SIDE = 1024
+DEMO_LIMITS = limits_for("demo")
 
 
 class DemoError(ValueError):
@@ -91,18 +94,20 @@ class DemoController:
 
     # ------------------------------------------------------------------------------------------- media
     def load(self, path: str | Path | None) -> DemoSession:
-        """A fresh session on an uploaded image or video (videos: up to 16 frames at 2 fps)."""
+        """A fresh session on an uploaded image or video (videos: up to 16 frames at 2 fps), read within the
+        demo's limits (:func:`pixelrefer.limits.limits_for`)."""
         if not path:
             raise DemoError("upload an image or a video first")
         path = Path(path)
         try:
-            if is_video_path(path):
-                clip = read_video(path, fps=VIDEO_FPS, max_frames=VIDEO_MAX_FRAMES)
-                if clip.num_frames == 0:
-                    raise DemoError(f"{path.name}: the video has no frames")
-                return DemoSession(list(clip.frames), list(clip.timestamps), True, name=path.name)
-            image = load_image(path)
-        except MediaError as exc:
+            with use_limits(DEMO_LIMITS):
+                if is_video_path(path):
+                    clip = read_video(path, fps=VIDEO_FPS, max_frames=VIDEO_MAX_FRAMES)
+                    if clip.num_frames == 0:
+                        raise DemoError(f"{path.name}: the video has no frames")
+                    return DemoSession(list(clip.frames), list(clip.timestamps), True, name=path.name)
+                image = load_image(path)
+        except PixelReferError as exc:
             raise DemoError(f"cannot read {path.name}: {exc}") from exc
         if max(image.shape[:2]) > MAX_SIDE * 4:
             raise DemoError(f"{path.name} is {image.shape[1]}x{image.shape[0]}; use an image under {MAX_SIDE * 4} px a side")
@@ -168,7 +173,7 @@ class DemoController:
         try:
             draft.resolved = region.resolve(h, w, len(session.frames), self.segmenter, frames=session.frames,
                                              propagate=session.is_video)
-        except RegionError as exc:
+        except PixelReferError as exc:
             draft.resolved = None
             raise DemoError(f"region {session.regions.index(draft)}: {exc}") from exc
         frames = len(draft.resolved.masks)
@@ -217,7 +222,7 @@ class DemoController:
             if task != RELATION_TASK and n > 1:  # a one-region task prompt, asked about all regions at once
                 return compose_question(TASK_PROMPTS[task].replace("<region>", "each region"), n)
             return compose_question(None, n, task)
-        except PromptError as exc:
+        except PixelReferError as exc:
             raise DemoError(str(exc)) from exc
 
     def ask(self, session: DemoSession, question: str, task: str, max_new_tokens: int = 128,
@@ -234,7 +239,7 @@ class DemoController:
             for piece in self.pipeline.stream(session.media(), regions, text, generation):
                 answer += piece
                 yield answer
-        except (PromptError, RegionError, MediaError) as exc:
+        except PixelReferError as exc:
             raise DemoError(str(exc)) from exc
         if not answer.strip():
             yield "(the model returned an empty answer)"

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pixelrefer.errors import PixelReferError
-from pixelrefer.limits import check_image_pixels
+from pixelrefer.errors import PixelReferError, reason
+from pixelrefer.limits import check_image_pixels, decompression_bomb
 from pixelrefer.media.errors import MediaError
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | bytes
@@ -67,9 +67,9 @@ def open_pil(src: str | os.PathLike | bytes) -> Image.Image:
     except PixelReferError:
         raise
     except Image.DecompressionBombError as exc:
-        raise MediaError(f"{name} is too large to decode: {exc}") from exc
+        raise decompression_bomb(exc, name) from exc
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ... on corrupt data
-        raise MediaError(f"cannot read {name} as an image: {exc}") from exc
+        raise MediaError(f"cannot read {name} as an image: {reason(exc, None if isinstance(src, bytes) else src)}") from exc
     return image
 
 

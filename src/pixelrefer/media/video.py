@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixelrefer.errors import PixelReferError
+from pixelrefer.errors import PixelReferError, reason
 from pixelrefer.limits import active_limits, check_video_metadata, check_video_sampled
 from pixelrefer.media.errors import MediaError
 from pixelrefer.media.image import load_image, open_pil
@@ -147,7 +147,7 @@ def _open_container(path: Path):
     try:
         container = av.open(str(path))
     except Exception as exc:  # av raises FFmpegError subclasses, OSError, ValueError, ... on bad files
-        raise MediaError(f"cannot open {path.name} as a video: {exc}") from exc
+        raise MediaError(f"cannot open {path.name} as a video: {reason(exc, path)}") from exc
     if not container.streams.video:
         container.close()
         raise MediaError(f"{path.name} has no video stream")
@@ -199,7 +199,7 @@ def _probe_pts(path: Path) -> _Probe:
     except PixelReferError:
         raise
     except Exception as exc:  # av raises many error types for corrupt files
-        raise MediaError(f"cannot read the frames of {path.name}: {exc}") from exc
+        raise MediaError(f"cannot read the frames of {path.name}: {reason(exc, path)}") from exc
     finally:
         container.close()
     fps = float(rate) if rate else 0.0
@@ -224,7 +224,7 @@ def _decode_selected(path: Path, wanted_pts: set[int], use_index: bool) -> dict[
     except PixelReferError:
         raise
     except Exception as exc:
-        raise MediaError(f"decoding {path.name} failed: {exc}") from exc
+        raise MediaError(f"decoding {path.name} failed: {reason(exc, path)}") from exc
     finally:
         container.close()
     return kept

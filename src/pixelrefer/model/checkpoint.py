@@ -52,8 +52,9 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
             else:
                 part = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupted or truncated file: name it
-            raise CheckpointError(f"cannot read weight file {path.name} (corrupted, truncated or not plain tensors): "
-                                  f"{exc}") from exc
+            first_line = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise CheckpointError(f"cannot read weight file {path.name} (corrupted or truncated, or not plain tensors): "
+                                  f"{first_line}") from exc
         check_finite(part, path.name)
         state.update(part)
     return state

@@ -18,8 +18,13 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from pixelrefer.errors import PixelReferError
-from pixelrefer.limits import check_declared_size, check_polygon_points, check_upload_bytes
+from pixelrefer.errors import PixelReferError, reason
+from pixelrefer.limits import (
+    check_declared_size,
+    check_polygon_points,
+    check_upload_bytes,
+    decompression_bomb,
+)
 from pixelrefer.regions.errors import RegionError
 
 RLE = dict[str, Any]
@@ -255,9 +260,9 @@ def _read_mask_image(source: Any, name: str, channel: str) -> np.ndarray:
     except PixelReferError:
         raise
     except Image.DecompressionBombError as exc:
-        raise RegionError(f"the mask image {name} is too large to decode: {exc}") from exc
+        raise decompression_bomb(exc, f"the mask image {name}", "max_mask_pixels") from exc
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ... on corrupt data
-        raise RegionError(f"cannot read {name} as a mask image: {exc}") from exc
+        raise RegionError(f"cannot read {name} as a mask image: {reason(exc, source if isinstance(source, Path) else None)}") from exc
 
 
 def load_mask_file(path: str | os.PathLike, channel: str = "auto") -> np.ndarray:

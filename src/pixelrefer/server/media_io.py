@@ -113,6 +113,10 @@ def _decode_image(data: bytes, settings: ServerSettings) -> DecodedMedia:
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
+    except Image.DecompressionBombError as exc:  # PIL refuses to even open a header this large
+        raise ApiError(413, "image_too_large",
+                       f"the image declares more pixels than can be decoded safely; at most "
+                       f"{settings.max_image_pixels} pixels are accepted") from exc
     except Exception as exc:
         raise ApiError(400, "invalid_media", f"cannot read the image: {_clean(exc)}") from exc
     if width * height > settings.max_image_pixels:

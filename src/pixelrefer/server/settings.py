@@ -37,7 +37,8 @@ class ServerSettings:
     ``keep_alive_s``: an idle keep-alive connection is closed after this.
     ``max_connections``: open connections; a new one beyond this evicts the connection that has waited longest
     for its headers, or is refused with 503 when every open connection is in a request.
-    ``max_header_bytes``: largest request line plus headers (more get 400).
+    ``max_header_bytes``: most bytes of an unfinished request head buffered (h11's ``max_incomplete_event_size``;
+    headers still incomplete past this get 400).
     ``max_active_requests``: requests being read or served at once, ``/health`` and ``/v1/models`` not counted;
     more get 503 before their body is read. Default ``4 * (max_queue + 2) + 8``.
     """

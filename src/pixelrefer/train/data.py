@@ -29,7 +29,7 @@ from PIL import Image
 
 from pixelrefer.constants import REGION_PLACEHOLDER
 from pixelrefer.errors import DataError, PixelReferError
-from pixelrefer.limits import check_image_pixels, check_question
+from pixelrefer.limits import check_image_pixels, check_question, decompression_bomb
 from pixelrefer.processing.prompts import check_control_tokens, clean_user_text
 from pixelrefer.regions import codecs
 
@@ -126,6 +126,8 @@ def _media_size(path: Path) -> tuple[int, int]:
             return im.height, im.width
     except PixelReferError as exc:
         raise DataError(str(exc)) from exc
+    except Image.DecompressionBombError as exc:
+        raise DataError(str(decompression_bomb(exc, path.name))) from exc
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on corrupt headers
         raise DataError(f"unreadable image {path}: {exc}") from exc
 
