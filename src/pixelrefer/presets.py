@@ -20,6 +20,9 @@ _VISION_NANO = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=3, 
 _VISION_REAL = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, patch_size=14)
 _TEXT_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6)
+# head size 32 (128 / 4): the smallest head size vLLM's CPU attention serves (tiny's 16 and nano's 40 it cannot)
+_TEXT_TINY_SERVABLE = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, initializer_range=0.1,
+                           num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6)
 _TEXT_NANO = dict(hidden_size=160, intermediate_size=320, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=8192, rope_theta=1e4, rms_norm_eps=1e-6)
 _TEXT_2B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
@@ -30,6 +33,8 @@ _TEXT_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
 RANDOM_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(vision=_VISION_TINY, text=_TEXT_TINY, variant="full"),
     "tiny-lite": dict(vision=_VISION_TINY, text=_TEXT_TINY, variant="lite"),
+    # the LLM exported by `pixelrefer export-llm` can be served by vLLM on CPU (docs/serving.md)
+    "tiny-servable": dict(vision=_VISION_TINY, text=_TEXT_TINY_SERVABLE, variant="full"),
     "2b": dict(vision=_VISION_REAL, text=_TEXT_2B, variant="full"),
     "7b": dict(vision=_VISION_REAL, text=_TEXT_7B, variant="full"),
     "lite-2b": dict(vision=_VISION_REAL, text=_TEXT_2B, variant="lite"),

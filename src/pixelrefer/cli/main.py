@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "chat": "chat:chat",
     "convert": "convert:convert",
     "data": "data:data_app",
+    "export-llm": "export_llm:export_llm_command",
     "serve": "serve:serve",
     "demo": "demo:demo",
     "eval": "eval:eval_command",

@@ -45,10 +45,15 @@ def serve(
     header_timeout: Annotated[float, typer.Option(help="seconds a client has to send its request headers", min=0.1)] = 10.0,
     body_timeout: Annotated[float, typer.Option(help="seconds a client has to send its request body", min=0.1)] = 60.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    engine: Annotated[str, typer.Option(help="where the LLM generates: transformers (here) or vllm (a vLLM server)")] = "transformers",
+    vllm_url: Annotated[str | None, typer.Option(help="vLLM OpenAI-compatible server serving `pixelrefer export-llm` output")] = None,
+    vllm_model: Annotated[str | None, typer.Option(help="model name on the vLLM server (default: the one it serves)")] = None,
 ) -> None:
     """Serve the REST and OpenAI-compatible API. Docs at http://HOST:PORT/docs.
 
     Example: pixelrefer serve --model nano --port 8000
+
+    With vLLM (docs/serving.md): pixelrefer serve --model CKPT --engine vllm --vllm-url http://127.0.0.1:8001
     """
     try:
         import uvicorn
@@ -59,9 +64,17 @@ def serve(
     except ImportError as exc:
         fail(1, f"the server needs the serve extra (pip install 'pixelrefer[serve]'): {exc}")
     with cli_errors():
+        from pixelrefer.engines import check_engine_options
+
+        check_engine_options(engine, vllm_url, vllm_model)
         if not _is_loopback(host):
             console.print(f"[yellow]warning:[/] binding {host}: the API has no authentication")
         pipeline = load_pipeline(model, device, dtype)
+        if engine == "vllm":
+            from pixelrefer.engines import VLLMEngine
+
+            pipeline.engine = VLLMEngine(vllm_url, model=vllm_model)
+            console.print(f"generating with vLLM at {vllm_url} (model {pipeline.engine.model})")
         settings = ServerSettings(
             model_name="pixelrefer", max_queue=max_queue, max_upload_bytes=int(max_upload_mb * MIB),
             max_video_seconds=max_video_seconds, max_video_frames=max_video_frames, video_fps=video_fps,

@@ -6,6 +6,12 @@ arrays, video paths or :class:`pixelrefer.media.VideoClip`. Questions carry one 
 Cancellation: ``ask``, ``ask_batch`` (per :class:`AskRequest`), ``describe_each`` and ``stream`` take a
 ``threading.Event``; once it is set, generation stops at the next decoding step and the model lock is released
 (the answer so far is returned). ``stream`` also stops when its consumer closes the iterator or drops it.
+
+Engines: our model turns media, regions and text into LLM input embeddings; an engine
+(:mod:`pixelrefer.engines`) generates from them - transformers ``generate`` here by default, or a vLLM server.
+``ask``, ``ask_batch`` and ``stream`` go through the engine; ``describe_each`` shares one KV cache of the media
+prefix on the transformers engine (and sends independent prompts to any other), ``chat`` keeps its KV cache and so
+always runs here.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 import torch
 
 from pixelrefer.constants import IM_END
+from pixelrefer.engines.base import EmbedsPrompt, Engine
+from pixelrefer.engines.transformers_engine import TransformersEngine, cut
 from pixelrefer.inference.generation import (
     CancelCriteria,
     GenerationConfig,
@@ -79,13 +87,15 @@ def _random_model(name: str, device: torch.device, dtype: torch.dtype):
 class PixelRefer:
     """A loaded model with its tokenizer, processor and segmenter."""
 
-    def __init__(self, model: PixelReferForConditionalGeneration, tokenizer: Any, segmenter: Any = None):
+    def __init__(self, model: PixelReferForConditionalGeneration, tokenizer: Any, segmenter: Any = None,
+                 engine: Engine | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.processor = PixelReferProcessor(tokenizer, model.config, segmenter=segmenter)
         self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
         self.stop_ids = stop_token_ids(tokenizer, model.generation_config, self.eos_id)
         self._lock = threading.Lock()
+        self.engine: Engine = engine if engine is not None else TransformersEngine(model, self.processor.pad_id, self._lock)
 
     @classmethod
     def from_pretrained(
@@ -94,9 +104,11 @@ class PixelRefer:
         device: str | torch.device | None = "auto",
         dtype: str | torch.dtype | None = "auto",
         segmenter: Any = "auto",
+        engine: Engine | None = None,
     ) -> PixelRefer:
         """Load a bundled model (``nano``, ``nano-lite``), a random preset (``tiny``, ``2b``, ...), a checkpoint
-        folder in our or the official format, or a hub id."""
+        folder in our or the official format, or a hub id. ``engine``: where the LLM generates (default: here, with
+        transformers; see :mod:`pixelrefer.engines`)."""
         from pixelrefer.presets import BUNDLED, RANDOM_PRESETS
 
         dev = resolve_device(device)
@@ -109,7 +121,7 @@ class PixelRefer:
             if name in BUNDLED and not Path(path).is_dir():
                 raise CheckpointError(f"the bundled model {name!r} is not installed at {path}; reinstall the package")
             model, tokenizer = load_checkpoint(path, dev, dt)
-        return cls(model, tokenizer, segmenter=_make_segmenter(segmenter, dev))
+        return cls(model, tokenizer, segmenter=_make_segmenter(segmenter, dev), engine=engine)
 
     @property
     def device(self) -> torch.device:
@@ -151,16 +163,26 @@ class PixelRefer:
                 torch.manual_seed(generation.seed)
             return self.model.generate(**inputs, generation_config=hf, **kwargs)
 
-    def _answers(self, sequences: torch.Tensor, prompt_len: int, samples: Sequence[EncodedSample], resolved) -> list[Answer]:
+    def _prompts(self, batch, cancels: Sequence[threading.Event | None]) -> list[EmbedsPrompt]:
+        """Input embeddings of each row of a left-padded batch (one vision call for the batch), unpadded."""
+        with self._lock, torch.inference_mode():
+            visual = batch.visual.to(self.device, self.model.dtype) if batch.visual is not None else None
+            embeds = self.model.embed(batch.input_ids.to(self.device), visual)
+        prompts = []
+        for row, ids, mask, cancel in zip(embeds, batch.input_ids.tolist(), batch.attention_mask.tolist(), cancels):
+            start = mask.index(1)
+            prompts.append(EmbedsPrompt(row[start:], token_ids=ids[start:], cancel=cancel))
+        return prompts
+
+    def _answers(self, rows: Sequence[list[int]], samples: Sequence[EncodedSample], resolved) -> list[Answer]:
         out = []
-        for row, sample, regs in zip(sequences[:, prompt_len:].tolist(), samples, resolved):
-            ends = [i for i, t in enumerate(row) if t in self.stop_ids]
-            if ends:
-                row = row[: ends[0]]
-            row = [t for t in row if t != self.processor.pad_id]
+        for row, sample, regs in zip(rows, samples, resolved):
             text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
             out.append(Answer(text=text, token_ids=row, regions=regs, prompt_tokens=len(sample.input_ids)))
         return out
+
+    def _new_tokens(self, sequences: torch.Tensor, prompt_len: int) -> list[list[int]]:
+        return [cut(row, self.stop_ids, self.processor.pad_id) for row in sequences[:, prompt_len:].tolist()]
 
     # ------------------------------------------------------------------------------------------- public
     def ask(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None,
@@ -177,10 +199,13 @@ class PixelRefer:
         medias = [as_media(r.media) for r in requests]
         resolved = [self.processor.resolve_regions(m, r.regions) for m, r in zip(medias, requests)]
         samples = [self._encode(m, regs, r.question) for m, regs, r in zip(medias, resolved, requests)]
+        return self._engine_generate(samples, resolved, generation, [r.cancel for r in requests])
+
+    def _engine_generate(self, samples: list[EncodedSample], resolved, generation: GenerationConfig,
+                         cancels: Sequence[threading.Event | None]) -> list[Answer]:
         batch = self.processor.collate(samples, padding_side="left")
-        seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation,
-                              cancel=[r.cancel for r in requests])
-        return self._answers(seqs, batch.input_ids.shape[1], samples, resolved)
+        rows = self.engine.generate(self._prompts(batch, cancels), generation, self.stop_ids)
+        return self._answers(rows, samples, resolved)
 
     def describe_each(
         self, media: Any, regions: Sequence[Any], task: str = "brief", question: str | None = None,
@@ -206,10 +231,8 @@ class PixelRefer:
                                 cancel: threading.Event | None = None) -> list[Answer]:
         rows = [s.input_ids for s in samples]
         plen = common_prefix_length(rows, {self.processor.region_id})
-        if len(samples) == 1 or plen == 0:
-            batch = self.processor.collate(samples, padding_side="left")
-            seqs = self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation, cancel=[cancel])
-            return self._answers(seqs, batch.input_ids.shape[1], samples, resolved)
+        if len(samples) == 1 or plen == 0 or not isinstance(self.engine, TransformersEngine):
+            return self._engine_generate(samples, resolved, generation, [cancel] * len(samples))
         prefix = rows[0][:plen]
         prefix_visual = collate_visual([replace(samples[0], crops=[], global_views=[], crop_global_index=[])])
         with self._lock, torch.inference_mode():
@@ -220,7 +243,7 @@ class PixelRefer:
         suffix_samples = [replace(s, media_patches=None, media_grid=[], media_keep=None) for s in samples]
         ids, mask = join_prefix_and_suffixes(prefix, [r[plen:] for r in rows], self.processor.pad_id)
         seqs = self._generate(ids, mask, collate_visual(suffix_samples), generation, cache=cache, cancel=[cancel])
-        return self._answers(seqs, ids.shape[1], samples, resolved)
+        return self._answers(self._new_tokens(seqs, ids.shape[1]), samples, resolved)
 
     def stream(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None,
                cancel: threading.Event | None = None) -> Iterator[str]:
@@ -236,32 +259,17 @@ class PixelRefer:
         return self._stream_pieces(batch, generation or GenerationConfig(), cancel)
 
     def _stream_pieces(self, batch, generation: GenerationConfig, cancel: threading.Event | None) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
-
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        abandoned = threading.Event()
-        errors: list[BaseException] = []
-
-        def stopped() -> bool:
-            return abandoned.is_set() or (cancel is not None and cancel.is_set())
-
-        def run() -> None:
-            try:
-                self._generate(batch.input_ids, batch.attention_mask, batch.visual, generation, streamer=streamer,
-                               stopping_criteria=[CancelCriteria([stopped])])
-            except BaseException as exc:  # noqa: BLE001 (surfaced to the consumer below, even KeyboardInterrupt)
-                errors.append(exc)
-                streamer.end()
-
-        thread = threading.Thread(target=run, name="pixelrefer-stream", daemon=True)
-        thread.start()
+        (prompt,) = self._prompts(batch, [cancel])
+        tokens = self.engine.stream(prompt, generation, self.stop_ids)
+        pieces = _Pieces(self.tokenizer)
         try:
-            yield from streamer
-        finally:  # also on close() / garbage collection of an unfinished iterator: stop and wait for the lock
-            abandoned.set()
-            thread.join()
-        if errors:
-            raise errors[0]
+            for token in tokens:
+                pieces.put(torch.tensor([token]))
+                yield from pieces.take()
+            pieces.end()
+            yield from pieces.take()
+        finally:  # also on close() / garbage collection of an unfinished iterator: the engine stops within a step
+            tokens.close()
 
     def chat(self, media: Any, regions: Sequence[Any] = ()) -> ChatSession:
         """A multi-turn conversation about ``media``; each turn reuses the KV cache of the previous ones."""
@@ -295,12 +303,34 @@ class ChatSession:
         out = p._generate(ids, torch.ones_like(ids), collate_visual([sample]), generation or GenerationConfig(),
                           return_dict=True, cache=self.cache)
         new = out.sequences[0, len(full):].tolist()
-        answer = p._answers(out.sequences, len(full), [sample], [resolved])[0]
+        answer = p._answers(p._new_tokens(out.sequences, len(full)), [sample], [resolved])[0]
         closing = [] if (new and new[-1] in p.stop_ids) else p.processor._tokenize(IM_END)
         self.ids = full + new + closing + p.processor._tokenize("\n")
         self.cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         self.history.append((question, answer.text))
         return answer
+
+
+class _Pieces:
+    """Text pieces of a token stream, cut where transformers' ``TextStreamer`` cuts them (whole words)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        from transformers import TextStreamer
+
+        collected: list[str] = []
+
+        class Collector(TextStreamer):
+            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                collected.append(text)
+
+        self._collected = collected
+        self._streamer = Collector(tokenizer, skip_prompt=False, skip_special_tokens=True)
+        self.put, self.end = self._streamer.put, self._streamer.end
+
+    def take(self) -> list[str]:
+        out = [t for t in self._collected if t]
+        self._collected.clear()
+        return out
 
 
 def _make_segmenter(spec: Any, device: torch.device) -> Any:

@@ -53,6 +53,8 @@ def stop_token_ids(tokenizer, generation_defaults: transformers.GenerationConfig
     eos = getattr(generation_defaults, "eos_token_id", None)
     ids += eos if isinstance(eos, list) else [eos]
     return list(dict.fromkeys(i for i in ids if i is not None))
+
+
 class CancelCriteria(transformers.StoppingCriteria):
     """Stops row ``i`` of a batch at the next decoding step once ``checks[i]()`` is true (its request was
     cancelled: the consumer closed the stream, the client went away, the request timed out). A stopped row is

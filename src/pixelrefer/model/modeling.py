@@ -284,8 +284,11 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
         return PixelReferOutput(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states)
 
-    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
-        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+    def prepare_inputs_for_generation(self, *args, inputs_embeds: torch.Tensor | None = None,
+                                      is_first_iteration: bool | None = False, **kwargs):
+        """``inputs_embeds`` (named so transformers lets ``generate`` start from embeddings, as the engines do)."""
+        inputs = super().prepare_inputs_for_generation(*args, inputs_embeds=inputs_embeds,
+                                                       is_first_iteration=is_first_iteration, **kwargs)
         if not is_first_iteration:
             inputs.pop("visual", None)
             inputs.pop("kmeans_generator", None)
