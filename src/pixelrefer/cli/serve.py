@@ -60,7 +60,8 @@ def serve(
 
         from pixelrefer.server.app import create_app
         from pixelrefer.server.protocol import uvicorn_config
-        from pixelrefer.server.settings import MIB, ServerSettings
+        from pixelrefer.server.settings import MALLOC_ARENAS, MIB, ServerSettings
+        from pixelrefer.utils.memory import cap_malloc_arenas
     except ImportError as exc:
         fail(1, f"the server needs the serve extra (pip install 'pixelrefer[serve]'): {exc}")
     with cli_errors():
@@ -69,6 +70,7 @@ def serve(
         check_engine_options(engine, vllm_url, vllm_model)
         if not _is_loopback(host):
             console.print(f"[yellow]warning:[/] binding {host}: the API has no authentication")
+        cap_malloc_arenas(MALLOC_ARENAS)
         pipeline = load_pipeline(model, device, dtype)
         if engine == "vllm":
             from pixelrefer.engines import VLLMEngine

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pixelrefer.limits import Limits, limits_for
 
 MIB = 1024 * 1024
+# glibc malloc arenas for the server process: with the default (8 per core) the request threads' arenas fragment
+# and resident memory crept up ~2-4 MB per round of benchmarks/load_faults.py; capped at 2 it levels off.
+MALLOC_ARENAS = 2
 _SERVER = limits_for("server")  # the defaults of every input limit live in pixelrefer.limits
 
 
