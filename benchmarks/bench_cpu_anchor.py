@@ -13,15 +13,11 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import psutil
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import region_encoding, scene
+from bench_inference import region_encoding, scene  # the script's folder is on sys.path when run as a script
 
 from pixelrefer import GenerationConfig, PixelRefer, Region
 
