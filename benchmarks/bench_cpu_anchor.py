@@ -17,7 +17,7 @@ import time
 
 import psutil
 import torch
-from bench_inference import region_encoding, scene  # the script's folder is on sys.path when run as a script
+from bench_inference import region_encoding, scene
 
 from pixelrefer import GenerationConfig, PixelRefer, Region
 
