@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,8 @@ import numpy as np
 from PIL import Image
 
 from pixelrefer.engines.export_llm import export_llm
-from pixelrefer.engines.vllm_server import VLLM_PYTHON_ENV, free_port, vllm_server
+from pixelrefer.engines.vllm_server import VLLM_PYTHON_ENV, vllm_server
+from pixelrefer.utils.process import LOOPBACK, free_port, running
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = "tiny-servable"
@@ -62,26 +62,9 @@ def our_server(engine: str, vllm_url: str | None, log: Path, max_batch: int, max
            "--timeout", "600", "--log-level", "warning"]
     if vllm_url:
         cmd += ["--vllm-url", vllm_url]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"our server ({engine}) exited; see {log}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"our server ({engine}) did not start; see {log}")
-            time.sleep(0.5)
+    url = f"http://{LOOPBACK}:{port}"
+    with running(cmd, f"{url}/health", log, start_timeout_s=300, name=f"our server ({engine})"):
         yield url
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 async def load(url: str, image: str, concurrency: int, n: int, tokens: int) -> dict:

@@ -29,7 +29,6 @@ import io
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,9 @@ import numpy as np
 import psutil
 from PIL import Image
 
-HOST = "127.0.0.1"  # loopback only, by design
+from pixelrefer.utils.process import LOOPBACK, free_port, running
+
+HOST = LOOPBACK  # loopback only, by design
 RESULTS = Path(__file__).parent / "results" / "load_faults.json"
 SCENE_BOX = [30, 20, 80, 60]
 
@@ -89,29 +90,11 @@ class Phase:
 
 
 # ------------------------------------------------------------------------------------------------ server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, args: argparse.Namespace, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pixelrefer", "serve", "--model", "tiny", "--device", "cpu", "--dtype", "float32",
-           "--host", HOST, "--port", str(port), "--max-queue", str(args.max_queue), "--timeout", "20",
-           "--max-new-tokens", "8", "--max-upload-mb", "1", "--max-connections", str(args.max_connections),
-           "--header-timeout", "3", "--body-timeout", "5", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited at start; see {log}")
-        try:
-            if httpx.get(f"http://{HOST}:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the server did not start within 120 s")
+def server_command(port: int, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, "-m", "pixelrefer", "serve", "--model", "tiny", "--device", "cpu", "--dtype", "float32",
+            "--host", HOST, "--port", str(port), "--max-queue", str(args.max_queue), "--timeout", "20",
+            "--max-new-tokens", "8", "--max-upload-mb", "1", "--max-connections", str(args.max_connections),
+            "--header-timeout", "3", "--body-timeout", "5", "--log-level", "warning"]
 
 
 def rss_mb(proc: subprocess.Popen) -> float:
@@ -480,22 +463,15 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="pixelrefer-load-") as tmp:
         log = Path(tmp) / "server.log"
-        proc = start_server(port, args, log)
         base = f"http://{HOST}:{port}"
-        rss, rounds = [rss_mb(proc)], []
-        try:
+        with running(server_command(port, args), f"{base}/health", log, start_timeout_s=120, poll_s=0.2) as proc:
+            rss, rounds = [rss_mb(proc)], []
             for i in range(args.rounds):
                 start = time.perf_counter()
                 rounds.append(asyncio.run(run_round(base, port, args)))
                 rss.append(rss_mb(proc))
                 print(f"round {i + 1}: {time.perf_counter() - start:.1f} s, server RSS {rss[-1]} MB", flush=True)
             crashed = proc.poll() is not None
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         errors = unhandled_errors(log)
     result = {"settings": vars(args) | {"out": str(args.out)}, "summary": summary(rounds, rss, crashed, errors),
               "rounds": rounds}

@@ -15,16 +15,16 @@ import argparse
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from pixelrefer.utils.process import free_port, wait_until_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -58,24 +58,6 @@ def make_video(path: Path) -> Path:
         img[(xx - TARGET[0] - 8 * t) ** 2 + (yy - TARGET[1]) ** 2 < 40 ** 2] = (40, 80, 200)
         frames.append(img)
     return write_video(frames, path, fps=4)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
 def upload_and_click(page, media: Path, timeout_ms: int) -> None:
@@ -151,7 +133,7 @@ def main() -> int:
         server = subprocess.Popen(cmd, env=env, start_new_session=True)
         try:
             start = time.monotonic()
-            wait_http(url, args.timeout)
+            wait_until_healthy(server, url, args.timeout, name="the demo")
             print(f"demo up in {time.monotonic() - start:.1f} s at {url}")
             start = time.monotonic()
             video = make_video(Path(tmp) / "clip.mp4") if args.video else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,12 +12,7 @@ import uvicorn
 
 from pixelrefer.server import ServerSettings
 from pixelrefer.server.protocol import uvicorn_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pixelrefer.utils.process import free_port
 
 
 @contextmanager
