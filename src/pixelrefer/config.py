@@ -6,6 +6,7 @@ Every field is declared here; nothing is attached at run time. Official checkpoi
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Literal
 
 from transformers import AutoConfig, PretrainedConfig, Qwen2Config
@@ -25,6 +26,10 @@ GEOMETRIES: tuple[str, ...] = ("official", "clean")
 REGION_ENCODERS: tuple[str, ...] = ("scale_adaptive", "mask_pooling")
 DOWNSCALE_THRESHOLD: dict[str, int] = {"full": 100, "lite": 50}  # official shrink threshold (patches) per variant
 COMPRESSION_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+# The released SigLIP-NaViT tower (VL3-SigLIP-NaViT) of every PixelRefer model: the default vision_config, the
+# 2B/7B presets, and what an official checkpoint without any tower description is assumed to have.
+REAL_VISION_TOWER = MappingProxyType(dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                                          num_attention_heads=16, patch_size=PATCH_SIZE))
 
 
 class PixelReferConfig(PretrainedConfig):
@@ -100,9 +105,7 @@ class PixelReferConfig(PretrainedConfig):
         if isinstance(vision_config, dict):
             vision_config = VideoLlama3VisionConfig(**vision_config)
         elif vision_config is None:
-            vision_config = VideoLlama3VisionConfig(
-                hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, patch_size=14
-            )
+            vision_config = VideoLlama3VisionConfig(**REAL_VISION_TOWER)
         if isinstance(text_config, dict):
             text_config = dict(text_config)
             text_config.setdefault("model_type", "qwen2")
@@ -146,10 +149,6 @@ class PixelReferConfig(PretrainedConfig):
     @property
     def is_lite(self) -> bool:
         return self.variant == "lite"
-
-    @property
-    def patch_size(self) -> int:
-        return self.vision_config.patch_size
 
 
 AutoConfig.register(PixelReferConfig.model_type, PixelReferConfig, exist_ok=True)

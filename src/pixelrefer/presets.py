@@ -10,14 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pixelrefer.config import PixelReferConfig
+from pixelrefer.config import REAL_VISION_TOWER, PixelReferConfig
 
 ASSETS = Path(__file__).parent / "assets"
 BUNDLED: dict[str, Path] = {"nano": ASSETS / "pixelrefer-nano", "nano-lite": ASSETS / "pixelrefer-lite-nano"}
 
 _VISION_TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14)
 _VISION_NANO = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4, patch_size=14)
-_VISION_REAL = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, patch_size=14)
 _TEXT_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6)
 # head size 32 (128 / 4): the smallest head size vLLM's CPU attention serves (tiny's 16 and nano's 40 it cannot)
@@ -35,10 +34,10 @@ RANDOM_PRESETS: dict[str, dict[str, Any]] = {
     "tiny-lite": dict(vision=_VISION_TINY, text=_TEXT_TINY, variant="lite"),
     # the LLM exported by `pixelrefer export-llm` can be served by vLLM on CPU (docs/serving.md)
     "tiny-servable": dict(vision=_VISION_TINY, text=_TEXT_TINY_SERVABLE, variant="full"),
-    "2b": dict(vision=_VISION_REAL, text=_TEXT_2B, variant="full"),
-    "7b": dict(vision=_VISION_REAL, text=_TEXT_7B, variant="full"),
-    "lite-2b": dict(vision=_VISION_REAL, text=_TEXT_2B, variant="lite"),
-    "lite-7b": dict(vision=_VISION_REAL, text=_TEXT_7B, variant="lite"),
+    "2b": dict(vision=REAL_VISION_TOWER, text=_TEXT_2B, variant="full"),
+    "7b": dict(vision=REAL_VISION_TOWER, text=_TEXT_7B, variant="full"),
+    "lite-2b": dict(vision=REAL_VISION_TOWER, text=_TEXT_2B, variant="lite"),
+    "lite-7b": dict(vision=REAL_VISION_TOWER, text=_TEXT_7B, variant="lite"),
     # shapes of the bundled small models (trained by `pixelrefer train --config nano` / `nano-lite`)
     "nano-arch": dict(vision=_VISION_NANO, text=_TEXT_NANO, variant="full"),
     "nano-lite-arch": dict(vision=_VISION_NANO, text=_TEXT_NANO, variant="lite"),

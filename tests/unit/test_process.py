@@ -21,21 +21,23 @@ def test_running_waits_for_health_then_stops(tmp_path):
     assert not answers(url, timeout_s=0.5)
 
 
+def start_and_stop(command: list[str], log, start_timeout_s: float) -> None:
+    with running(command, f"http://{LOOPBACK}:{free_port()}/", log, start_timeout_s=start_timeout_s, poll_s=0.05):
+        pass
+
+
 def test_a_server_that_exits_is_reported_with_its_log(tmp_path):
     log = tmp_path / "server.log"
     command = [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"]
     with pytest.raises(ProcessStartError, match=r"exited with code 3; see .*server\.log"):
-        with running(command, f"http://{LOOPBACK}:{free_port()}/", log, start_timeout_s=30, poll_s=0.05):
-            pass
+        start_and_stop(command, log, start_timeout_s=30)
     assert "boom" in log.read_text()
 
 
 def test_a_server_that_never_answers_times_out(tmp_path):
     command = [sys.executable, "-c", "import time; time.sleep(60)"]
     with pytest.raises(ProcessStartError, match="did not start within"):
-        with running(command, f"http://{LOOPBACK}:{free_port()}/", tmp_path / "log", start_timeout_s=0.3,
-                     poll_s=0.05):
-            pass
+        start_and_stop(command, tmp_path / "log", start_timeout_s=0.3)
 
 
 def test_stop_kills_a_process_that_ignores_sigterm():

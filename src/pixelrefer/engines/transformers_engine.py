@@ -13,6 +13,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from pixelrefer.engines.base import EmbedsPrompt
 from pixelrefer.inference.generation import CancelCriteria, GenerationConfig, cancel_checks
+from pixelrefer.utils.rng import seeded
 
 _END = object()
 
@@ -97,9 +98,7 @@ class TransformersEngine:
             kwargs["cache"] = cache
         if streamer is not None:
             kwargs["streamer"] = streamer
-        with self.lock, torch.inference_mode(), torch.random.fork_rng(devices=[]):
-            if generation.seed is not None:
-                torch.manual_seed(generation.seed)
+        with self.lock, torch.inference_mode(), seeded(generation.seed, self.model.device):
             seqs = self.model.generate(inputs_embeds=embeds, **kwargs)
         new = seqs[:, ids.shape[1] :] if ids is not None else seqs
         return [cut(row, stop_ids, self.pad_id) for row in new.tolist()]

@@ -25,7 +25,7 @@ from transformers.activations import ACT2FN
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
-from pixelrefer.config import COMPRESSION_DTYPES, PixelReferConfig
+from pixelrefer.config import COMPRESSION_DTYPES, REAL_VISION_TOWER, PixelReferConfig
 from pixelrefer.constants import IMAGE_TOKEN, PATCH_SIZE, REGION_TOKEN
 from pixelrefer.errors import CheckpointError, ConfigError
 from pixelrefer.processing.image import ImageProcessorSettings
@@ -56,8 +56,6 @@ OFFICIAL_UNUSED: dict[str, tuple[str, ...]] = {
     "lite": ("model.mm_projector.", "model.region_encoder.mask_embedding."),
 }
 
-REAL_VISION_TOWER = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
-                     "patch_size": 14}
 # Hub ids of the released SigLIP-NaViT tower: its preprocessor_config.json holds ImageProcessorSettings' defaults
 # (spec section 1.4; the second id is the one the official converter writes, assumed to be the same tower).
 RELEASED_TOWERS = ("DAMO-NLP-SG/VL3-SigLIP-NaViT", "DAMO-NLP-SG/SigLIP-NaViT")

@@ -38,16 +38,12 @@ def _use_generation_defaults(model: PixelReferForConditionalGeneration, director
         model.generation_config = GenerationConfig.from_pretrained(directory)
 
 
-def build_empty(config: PixelReferConfig, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
+def _build(config: PixelReferConfig, state: dict[str, torch.Tensor], directory: Path, device: torch.device,
+           dtype: torch.dtype) -> PixelReferForConditionalGeneration:
+    """The model of ``config`` built on the meta device, ``state`` loaded strictly (a tied ``lm_head`` may be
+    absent), then moved to ``device`` in eval mode with the folder's generation defaults."""
     with torch.device("meta"):
-        model = PixelReferForConditionalGeneration(config)
-    return model.to(dtype=dtype)
-
-
-def load_official(directory: Path, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
-    """An official checkpoint folder -> our model, every key mapped explicitly and loaded strictly."""
-    config, state = read_official(directory)
-    model = build_empty(config, device, dtype)
+        model = PixelReferForConditionalGeneration(config).to(dtype=dtype)
     ignore = ("lm_head.weight",) if config.tie_word_embeddings else ()
     load_strict(model, {k: v.to(dtype) for k, v in state.items()}, ignore_missing=ignore)
     _materialize_buffers(model, device)
@@ -56,15 +52,15 @@ def load_official(directory: Path, device: torch.device, dtype: torch.dtype) -> 
     return model.to(device).eval()
 
 
+def load_official(directory: Path, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
+    """An official checkpoint folder -> our model, every key mapped explicitly and loaded strictly."""
+    config, state = read_official(directory)
+    return _build(config, state, directory, device, dtype)
+
+
 def load_ours(directory: Path, device: torch.device, dtype: torch.dtype) -> PixelReferForConditionalGeneration:
-    config = PixelReferConfig.from_pretrained(directory)
-    model = build_empty(config, device, dtype)
-    ignore = ("lm_head.weight",) if config.tie_word_embeddings else ()
-    load_strict(model, {k: v.to(dtype) for k, v in read_state_dict(directory).items()}, ignore_missing=ignore)
-    _materialize_buffers(model, device)
-    model.tie_weights()
-    _use_generation_defaults(model, directory)
-    return model.to(device).eval()
+    """A folder written by this package (``save_pretrained`` layout), loaded strictly."""
+    return _build(PixelReferConfig.from_pretrained(directory), read_state_dict(directory), directory, device, dtype)
 
 
 def resolve_directory(name_or_path: str | Path) -> Path:

@@ -6,15 +6,15 @@ tokenizer (see ``pixelrefer.synth.tokenizer``).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pixelrefer.constants import END_OF_TEXT, IM_END, SPECIAL_TOKENS
 from pixelrefer.processing.prompts import CHAT_TEMPLATE
 
 
-@lru_cache(maxsize=1)
 def byte_level_tokenizer():
-    """256 byte tokens followed by the 7 official special tokens (ids 256..262); no merges."""
+    """256 byte tokens followed by the 7 official special tokens (ids 256..262); no merges.
+
+    A new tokenizer each call (about 1 ms): callers may change theirs (special tokens, padding side) without
+    changing anyone else's."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +47,12 @@ def default_model_path() -> Path:
 
 @functools.lru_cache(maxsize=2)
 def load_embedder(path: str | None = None, device: str = "cpu") -> Any:
-    """Load the sentence embedder once per process (offline)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """Load the sentence embedder once per process, from local files only (the hub is never asked)."""
     from sentence_transformers import SentenceTransformer
 
     model_path = path or str(default_model_path())
     logger.info("loading sentence embedder from %s", model_path)
-    return SentenceTransformer(model_path, device=device)
+    return SentenceTransformer(model_path, device=device, local_files_only=True)
 
 
 def semantic_similarity(predictions: list[str], targets: list[str], embedder: Any = None) -> list[float]:
