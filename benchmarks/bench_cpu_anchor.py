@@ -1,4 +1,4 @@
-"""The official code's CPU anchor (../shared/docs/official-cpu-perf.md), re-measured on this implementation.
+"""The official code's CPU anchor (docs/official-cpu-profile.md), re-measured on this implementation.
 
 Same setting: PixelRefer-2B shapes with random weights, fp32, 2 threads, a 640x480 image, elliptical masks of mixed
 sizes, greedy decoding of 16 tokens (end-of-sequence suppressed so all 16 are generated). Prints our numbers beside
@@ -21,7 +21,7 @@ from bench_inference import region_encoding, scene
 
 from pixelrefer import GenerationConfig, PixelRefer, Region
 
-OFFICIAL = {  # seconds, official-cpu-perf.md §2-§3 (medians)
+OFFICIAL = {  # seconds, medians of docs/official-cpu-profile.md
     "region encoding, 1 region": 1.50,
     "region encoding, 8 regions": 37.95,
     "region encoding, 32 regions": 54.24,
@@ -30,7 +30,7 @@ OFFICIAL = {  # seconds, official-cpu-perf.md §2-§3 (medians)
 }
 
 
-OFFICIAL_PATCHES = {1: 130, 8: 3107, 32: 6326}  # crop patches of the official run's masks (§2); ours differ
+OFFICIAL_PATCHES = {1: 130, 8: 3107, 32: 6326}  # crop patches of the official run's masks; ours differ
 
 
 def crop_patches(pr: PixelRefer, img, masks) -> int:
