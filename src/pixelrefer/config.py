@@ -12,7 +12,7 @@ from typing import Any, Literal
 from transformers import AutoConfig, PretrainedConfig, Qwen2Config
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
-from pixelrefer.constants import PATCH_SIZE
+from pixelrefer.constants import LITE_GLOBAL_VIEW_SIZE, LITE_LOCAL_VIEW_SIZE, PATCH_SIZE
 from pixelrefer.errors import ConfigError
 from pixelrefer.processing.image import ImageProcessorSettings
 
@@ -26,6 +26,9 @@ GEOMETRIES: tuple[str, ...] = ("official", "clean")
 REGION_ENCODERS: tuple[str, ...] = ("scale_adaptive", "mask_pooling")
 DOWNSCALE_THRESHOLD: dict[str, int] = {"full": 100, "lite": 50}  # official shrink threshold (patches) per variant
 COMPRESSION_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+# Official constants that no checkpoint file records: Lite's fusion heads and LayerNorm eps (region_encoder.py).
+OFFICIAL_OCI_HEADS = 8
+OFFICIAL_OCI_LAYER_NORM_EPS = 1e-5
 # The released SigLIP-NaViT tower (VL3-SigLIP-NaViT) of every PixelRefer model: the default vision_config, the
 # 2B/7B presets, and what an official checkpoint without any tower description is assumed to have.
 REAL_VISION_TOWER = MappingProxyType(dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
@@ -80,10 +83,10 @@ class PixelReferConfig(PretrainedConfig):
         kmeans_seed: int = 0,
         downscale_threshold_patches: int | None = None,
         region_geometry: str = "official",
-        oci_num_heads: int = 8,
-        oci_layer_norm_eps: float = 1e-5,
-        global_view_size: int = 336,
-        local_view_size: int = 224,
+        oci_num_heads: int = OFFICIAL_OCI_HEADS,
+        oci_layer_norm_eps: float = OFFICIAL_OCI_LAYER_NORM_EPS,
+        global_view_size: int = LITE_GLOBAL_VIEW_SIZE,
+        local_view_size: int = LITE_LOCAL_VIEW_SIZE,
         max_crop_patches: int = 8192,
         region_encoder: str = "scale_adaptive",
         image_processor: dict | ImageProcessorSettings | None = None,

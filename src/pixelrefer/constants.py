@@ -17,6 +17,10 @@ PATCH_SIZE = 14
 PATCH_AREA = PATCH_SIZE * PATCH_SIZE
 CROP_MARGIN_PX = 2 * PATCH_SIZE  # context kept around a region's box
 
+# sides of PixelRefer-Lite's whole-frame and local-crop views (the defaults of PixelReferConfig and CropSpec)
+LITE_GLOBAL_VIEW_SIZE = 336
+LITE_LOCAL_VIEW_SIZE = 224
+
 VIDEO_DIFF_THRESHOLD = 0.1  # mean |Δpixel| (in 0..255 units of the normalised values) below which a token is dropped
 VIDEO_MIN_TOKENS_PER_FRAME = 1
 

@@ -25,7 +25,13 @@ from transformers.activations import ACT2FN
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
-from pixelrefer.config import COMPRESSION_DTYPES, REAL_VISION_TOWER, PixelReferConfig
+from pixelrefer.config import (
+    COMPRESSION_DTYPES,
+    OFFICIAL_OCI_HEADS,
+    OFFICIAL_OCI_LAYER_NORM_EPS,
+    REAL_VISION_TOWER,
+    PixelReferConfig,
+)
 from pixelrefer.constants import IMAGE_TOKEN, PATCH_SIZE, REGION_TOKEN
 from pixelrefer.errors import CheckpointError, ConfigError
 from pixelrefer.processing.image import ImageProcessorSettings
@@ -63,9 +69,6 @@ RELEASED_TOWERS = ("DAMO-NLP-SG/VL3-SigLIP-NaViT", "DAMO-NLP-SG/SigLIP-NaViT")
 PREPROCESSOR_FIELDS = ("image_mean", "image_std", "rescale_factor", "do_rescale", "do_normalize", "resample", "min_pixels")
 # What DAMOVLImageProcessor uses for a key its preprocessor_config.json lacks, where it differs from our defaults.
 OFFICIAL_PROCESSOR_DEFAULTS = {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD}
-# Official constants that are not read from any file: Lite's fusion heads and LayerNorm eps (region_encoder.py).
-OFFICIAL_OCI_HEADS = 8
-OFFICIAL_OCI_LAYER_NORM_EPS = 1e-5
 QWEN2_FIELDS = (
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
     "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_scaling",

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelrefer.config import PixelReferConfig
-from pixelrefer.constants import CROP_MARGIN_PX, PATCH_AREA, PATCH_SIZE
+from pixelrefer.constants import CROP_MARGIN_PX, LITE_LOCAL_VIEW_SIZE, PATCH_AREA, PATCH_SIZE
 from pixelrefer.processing.image import ImageProcessorSettings, patchify
 
 
@@ -41,7 +41,7 @@ class CropSpec:
     mask_num: int
     downscale_threshold_patches: int
     max_crop_patches: int
-    local_view_size: int = 224
+    local_view_size: int = LITE_LOCAL_VIEW_SIZE
     scale_adaptive: bool = True
     image_processor: ImageProcessorSettings = field(default_factory=ImageProcessorSettings)
 
