@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pixelrefer.limits import Limits, limits_for
+from pixelrefer.limits import MIB, Limits, limits_for
 
-MIB = 1024 * 1024
+__all__ = ["MALLOC_ARENAS", "MIB", "ServerSettings"]  # MIB: re-exported from pixelrefer.limits for the CLI
+
 # glibc malloc arenas for the server process: with the default (8 per core) the request threads' arenas fragment
 # and resident memory crept up ~2-4 MB per round of benchmarks/load_faults.py; capped at 2 it levels off.
 MALLOC_ARENAS = 2
