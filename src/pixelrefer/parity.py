@@ -146,6 +146,7 @@ def _region(prompts: dict[int, tuple[str, Any]]) -> Region:
 
 @cache
 def load_model(fixture: str, checkpoint: str):
+    """(model, tokenizer) of a fixture checkpoint, loaded once per process and shared: treat both as read-only."""
     return load_checkpoint(Path(fixture) / checkpoint, torch.device("cpu"), torch.float32)
 
 

@@ -47,7 +47,8 @@ def default_model_path() -> Path:
 
 @functools.lru_cache(maxsize=2)
 def load_embedder(path: str | None = None, device: str = "cpu") -> Any:
-    """Load the sentence embedder once per process, from local files only (the hub is never asked)."""
+    """The sentence embedder, loaded once per process from local files only (the hub is never asked) and shared
+    by every caller: use it read-only."""
     from sentence_transformers import SentenceTransformer
 
     model_path = path or str(default_model_path())
