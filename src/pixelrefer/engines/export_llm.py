@@ -16,7 +16,7 @@ from transformers import GenerationConfig as HFGenerationConfig
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from pixelrefer.constants import DEFAULT_MAX_SHARD_SIZE, IM_END
-from pixelrefer.errors import CheckpointError
+from pixelrefer.model.checkpoint import check_output_folder as check_out
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +27,6 @@ def qwen2_config(model: Any, eos_id: int) -> Qwen2Config:
     fields.update(architectures=["Qwen2ForCausalLM"], eos_token_id=eos_id, model_type="qwen2")
     fields.pop("transformers_version", None)
     return Qwen2Config(**fields)
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an output that is a file, or a non-empty folder without ``overwrite`` (before any model loads)."""
-    if out.exists() and not out.is_dir():
-        raise CheckpointError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise CheckpointError(f"{out} is not empty; pass --overwrite to replace its files")
 
 
 def export_llm(model: Any, tokenizer: Any, out: str | Path, overwrite: bool = False,
@@ -56,3 +48,4 @@ def export_llm(model: Any, tokenizer: Any, out: str | Path, overwrite: bool = Fa
     files = sorted(p for p in out.iterdir() if p.is_file())
     logger.info("wrote the LLM of %s parameters to %s", sum(p.numel() for p in llm.parameters()), out)
     return files
+

@@ -1,4 +1,6 @@
-"""Reading weight files strictly: safetensors or ``.bin`` shards (``weights_only=True``), with clear errors."""
+"""Checkpoint folders on disk: weight files read strictly (safetensors or ``.bin`` shards, ``weights_only=True``),
+``config.json`` read, output folders checked before anything is written; every failure a clear
+:class:`~pixelrefer.errors.CheckpointError`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,25 @@ import torch
 from torch import nn
 
 from pixelrefer.model.convert import CheckpointError
+
+
+def read_config_json(directory: Path) -> dict[str, Any] | None:
+    """The folder's ``config.json`` as a dict; ``None`` when there is none; an error when it is not JSON."""
+    config_file = Path(directory) / "config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        return json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse an output that is a file, or a non-empty folder without ``overwrite`` (before any weight is read)."""
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CheckpointError(f"{out} is not empty; pass --overwrite to replace its files")
 
 
 def weight_files(directory: Path) -> list[Path]:

@@ -20,7 +20,7 @@ import torch
 from pixelrefer.config import PixelReferConfig
 from pixelrefer.constants import DEFAULT_MAX_SHARD_SIZE
 from pixelrefer.errors import CheckpointError, ConfigError
-from pixelrefer.model.checkpoint import read_state_dict
+from pixelrefer.model.checkpoint import check_output_folder, read_config_json, read_state_dict
 from pixelrefer.model.convert import config_from_official, convert_official_state_dict, is_official_config
 
 logger = logging.getLogger(__name__)
@@ -48,14 +48,8 @@ def official_folder(name_or_path: Any) -> Path | None:
     if name_or_path is None:
         return None
     path = Path(name_or_path).expanduser()
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        return None
-    try:
-        raw = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
-    return path if is_official_config(raw) else None
+    raw = read_config_json(path)
+    return path if raw is not None and is_official_config(raw) else None
 
 
 def read_official(directory: Path) -> tuple[PixelReferConfig, dict[str, torch.Tensor]]:
@@ -83,10 +77,7 @@ def check_export_target(official: Path, out: Path, overwrite: bool) -> None:
     if official_folder(official) is None:
         raise CheckpointError(f"{official} is not an official PixelRefer / PixelRefer-Lite checkpoint "
                               "(config.json with model_type pixelrefer_qwen2 or pixelreferlite_qwen2)")
-    if out.exists() and not out.is_dir():
-        raise CheckpointError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise CheckpointError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    check_output_folder(out, overwrite)
     o, src = out.resolve(), official.resolve()
     if o == src or src in o.parents or o in src.parents:
         raise CheckpointError(f"the output folder {out} must not contain or be inside the official folder {official}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from pixelrefer.config import PixelReferConfig
-from pixelrefer.model.checkpoint import load_strict, read_state_dict
+from pixelrefer.model.checkpoint import load_strict, read_config_json, read_state_dict
 from pixelrefer.model.convert import CheckpointError, is_official_config
 from pixelrefer.model.export import read_official
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
@@ -83,13 +82,9 @@ def resolve_directory(name_or_path: str | Path) -> Path:
 def load_checkpoint(name_or_path: str | Path, device: torch.device, dtype: torch.dtype) -> tuple[PixelReferForConditionalGeneration, Any]:
     """(model, tokenizer) from a checkpoint folder or hub id."""
     directory = resolve_directory(name_or_path)
-    config_file = directory / "config.json"
-    if not config_file.is_file():
+    raw = read_config_json(directory)
+    if raw is None:
         raise CheckpointError(f"{directory} has no config.json")
-    try:
-        raw = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
     if is_official_config(raw):
         model = load_official(directory, device, dtype)
     elif raw.get("model_type") == PixelReferConfig.model_type:
