@@ -17,7 +17,7 @@ import time
 
 import psutil
 import torch
-from bench_inference import region_encoding, scene
+from common import region_encoding, scene
 
 from pixelrefer import GenerationConfig, PixelRefer, Region
 

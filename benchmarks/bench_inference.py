@@ -23,12 +23,11 @@ import threading
 import time
 from contextlib import contextmanager
 
-import numpy as np
 import psutil
 import torch
+from common import region_encoding, scene
 
 from pixelrefer import GenerationConfig, PixelRefer, Region
-from pixelrefer.processing.processor import collate_visual
 
 
 class Meter:
@@ -72,33 +71,6 @@ def timed(fn, device, reps: int, meter: Meter):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
     return statistics.median(times), meter.peak_mb
-
-
-def scene(n_regions: int, size=(480, 640), seed=0):
-    rng = np.random.default_rng(seed)
-    img = (rng.random((*size, 3)) * 255).astype(np.uint8)
-    yy, xx = np.mgrid[: size[0], : size[1]]
-    masks = []
-    for i in range(n_regions):
-        r = [9, 20, 40, 70, 110, 25, 50, 90][i % 8]
-        cy, cx = 60 + (i * 53) % (size[0] - 120), 60 + (i * 97) % (size[1] - 120)
-        masks.append(((yy - cy) ** 2 / r**2 + (xx - cx) ** 2 / (1.4 * r) ** 2) <= 1)
-    return img, masks
-
-
-def region_encoding(pr: PixelRefer, img, masks, one_call: bool):
-    sample = pr.processor.encode(img, [Region.from_mask(m) for m in masks],
-                                 [{"role": "user", "content": " ".join(["<region>"] * len(masks))}])
-    v = collate_visual([sample]).to(pr.device, pr.model.dtype)
-    v.media_pixels = None
-    with torch.inference_mode():
-        if one_call:
-            pr.model.object_features(v, pr.model.encode_vision(v))
-            return
-        starts = np.cumsum([0] + [int(g.prod()) for g in v.crop_grid])
-        for i in range(v.num_regions):
-            pr.model.vision_model(pixel_values=v.crop_pixels[starts[i]:starts[i + 1]], grid_thw=v.crop_grid[i:i + 1],
-                                  merge_sizes=torch.ones(1, dtype=torch.long, device=pr.device))
 
 
 def main() -> None:
