@@ -6,6 +6,7 @@ import os
 import sys
 import types
 
+import pytest
 import torch
 
 from pixelrefer.model.tokenizer import byte_level_tokenizer
@@ -66,3 +67,19 @@ def test_load_embedder_reads_local_files_without_touching_the_environment(monkey
     semantic.load_embedder.__wrapped__("/models/minilm")
     assert seen == {"path": "/models/minilm", "device": "cpu", "local_files_only": True}
     assert "HF_HUB_OFFLINE" not in os.environ
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_seeded_on_cuda_restores_that_device_generator_and_repeats_draws():
+    torch.cuda.manual_seed(11)
+    expected_next = torch.rand(3, device="cuda")
+    torch.cuda.manual_seed(11)
+    cpu_state = torch.get_rng_state()
+    with seeded(4, "cuda"):
+        a = torch.rand(5, device="cuda")
+    assert torch.equal(torch.rand(3, device="cuda"), expected_next)
+    assert torch.equal(torch.get_rng_state(), cpu_state)
+    with seeded(4, torch.device("cuda", torch.cuda.current_device())):
+        b = torch.rand(5, device="cuda")
+    assert torch.equal(a, b)
