@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,22 @@ async def burst(base: str, args: argparse.Namespace) -> Phase:
     return phase
 
 
-async def _slow_header_client(port: int, until: float, counts: Counter) -> None:
+_SLOW_HEADERS = b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+_SLOW_BODY = _SLOW_HEADERS + b"Content-Length: 100000\r\n\r\n"
+
+
+def _header_reply(data: bytes) -> str:
+    return "dropped_408" if data.startswith(b"HTTP/1.1 408") else "dropped"
+
+
+def _body_reply(data: bytes) -> str:
+    return f"body_reply_{data[9:12].decode() if data else 'closed'}"
+
+
+async def _slow_client(port: int, until: float, counts: Counter, head: bytes, piece: bytes,
+                       reply: Callable[[bytes], str], dropped: str) -> None:
+    """Send ``head``, then trickle ``piece`` now and then and never finish; count how the server ends the
+    connection (``reply`` of its first bytes, or ``dropped`` on a reset) and open another until ``until``."""
     while time.monotonic() < until:
         try:
             reader, writer = await asyncio.open_connection(HOST, port)
@@ -160,52 +176,29 @@ async def _slow_header_client(port: int, until: float, counts: Counter) -> None:
             counts["connect_refused"] += 1
             await asyncio.sleep(0.1)
             continue
-        writer.write(b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
-        try:
-            while time.monotonic() < until:  # trickle a header byte now and then; never finish
-                writer.write(b"X")
-                await writer.drain()
-                try:
-                    data = await asyncio.wait_for(reader.read(64), 0.5)
-                except asyncio.TimeoutError:
-                    continue
-                counts["dropped_408" if data.startswith(b"HTTP/1.1 408") else "dropped"] += 1
-                break
-        except OSError:
-            counts["dropped"] += 1
-        finally:
-            writer.close()
-
-
-async def _slow_body_client(port: int, until: float, counts: Counter) -> None:
-    while time.monotonic() < until:
-        try:
-            reader, writer = await asyncio.open_connection(HOST, port)
-        except OSError:
-            counts["connect_refused"] += 1
-            await asyncio.sleep(0.1)
-            continue
-        writer.write(b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+        writer.write(head)
         try:
             while time.monotonic() < until:
-                writer.write(b" " * 10)
+                writer.write(piece)
                 await writer.drain()
                 try:
                     data = await asyncio.wait_for(reader.read(64), 0.5)
                 except asyncio.TimeoutError:
                     continue
-                counts[f"body_reply_{data[9:12].decode() if data else 'closed'}"] += 1
+                counts[reply(data)] += 1
                 break
         except OSError:
-            counts["body_dropped"] += 1
+            counts[dropped] += 1
         finally:
             writer.close()
 
 
 async def _flood(port: int, until: float, slow_headers: int, slow_bodies: int) -> Counter:
     counts: Counter = Counter()
-    tasks = [_slow_header_client(port, until, counts) for _ in range(slow_headers)]
-    tasks += [_slow_body_client(port, until, counts) for _ in range(slow_bodies)]
+    tasks = [_slow_client(port, until, counts, _SLOW_HEADERS, b"X", _header_reply, "dropped")
+             for _ in range(slow_headers)]
+    tasks += [_slow_client(port, until, counts, _SLOW_BODY, b" " * 10, _body_reply, "body_dropped")
+              for _ in range(slow_bodies)]
     await asyncio.gather(*tasks)
     return counts
 
