@@ -30,13 +30,13 @@ class Predictor(Protocol):
 
 
 def to_media_and_regions(request: EvalRequest) -> tuple[Any, list[Any]]:
-    """Turn an EvalRequest into (:class:`pixelrefer.media.Media`, list of ``Region``), mapping annotated source
-    frames of a video onto its sampled frames."""
-    from pixelrefer.media import clip_from_frames, load_media, map_frames, read_video
+    """Turn an EvalRequest into (media for ``AskRequest``, list of ``Region``): an image stays a path (the API loads
+    it); a video becomes a :class:`pixelrefer.media.Media` and annotated source frames map onto its sampled ones."""
+    from pixelrefer.media import clip_from_frames, map_frames, read_video
     from pixelrefer.regions import Region
 
     if request.video is None:
-        return load_media(request.media), [Region.from_frames(dict(r)) for r in request.regions]
+        return request.media, [Region.from_frames(dict(r)) for r in request.regions]
     if isinstance(request.media, list):
         clip = clip_from_frames(request.media, request.timestamps)
     else:
