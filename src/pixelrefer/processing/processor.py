@@ -78,7 +78,7 @@ class EncodedSample:
     crop_global_index: list[int] = field(default_factory=list)
 
 
-as_media = load_media  # the former name, kept while inference/api.py, cli/ask.py and server/service.py use it
+as_media = load_media  # the former name, kept while inference/api.py and cli/ask.py use it
 
 
 def compression_keep(frame_patches: np.ndarray, merge: int, dtype: str | None = None) -> np.ndarray:
