@@ -1,7 +1,7 @@
 """The Python API: ``PixelRefer.from_pretrained(...)`` then ``ask`` / ``ask_batch`` / ``stream`` / ``describe_each`` / ``chat``.
 
 Regions are :class:`pixelrefer.regions.Region` objects or binary masks; media are image paths, PIL images,
-arrays, video paths or :class:`pixelrefer.media.VideoClip`. Questions carry one ``<region>`` per region, in order.
+arrays, video paths or :class:`pixelrefer.media.Media`. Questions carry one ``<region>`` per region, in order.
 
 Cancellation: ``ask``, ``ask_batch`` (per :class:`AskRequest`), ``describe_each`` and ``stream`` take a
 ``threading.Event``; once it is set, generation stops at the next decoding step and the model lock is released
