@@ -15,10 +15,10 @@ import typer
 
 from pixelrefer.cli.common import cli_errors, console
 from pixelrefer.errors import PixelReferError
-from pixelrefer.media import MediaError, VideoClip, is_video_path, load_image, read_video
+from pixelrefer.media import DEFAULT_SAMPLING, MediaError, VideoClip, is_video_path, load_image, read_video
 from pixelrefer.processing.prompts import (
-    TASK_PROMPTS,
     compose_question,
+    task_prompt,
 )
 from pixelrefer.regions import Region, ResolvedRegion
 from pixelrefer.viz import overlay, overlay_frames, save_overlay
@@ -46,7 +46,8 @@ MaskOpt = Annotated[list[Path], typer.Option("--mask", help="a region: mask imag
 RleOpt = Annotated[list[Path], typer.Option("--rle", help="a region: JSON file with a COCO RLE (or a list of them)")]
 RegionsOpt = Annotated[Path | None, typer.Option("--regions", help="JSON file: a list of region objects (server schema)")]
 FrameOpt = Annotated[int, typer.Option("--frame", help="video: the sampled frame the prompts are drawn on", min=0)]
-FpsOpt = Annotated[float, typer.Option("--fps", help="video: frames sampled per second", min=0.01)]
+FpsOpt = Annotated[float | None, typer.Option(
+    "--fps", help="video: frames sampled per second (default: spread --max-frames evenly over the clip)", min=0.01)]
 MaxFramesOpt = Annotated[int, typer.Option("--max-frames", help="video: at most this many frames", min=1)]
 TokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="longest answer in tokens", min=1)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object instead of text")]
@@ -151,7 +152,7 @@ def load_pipeline(model: str, device: str, dtype: str) -> PixelRefer:
     return pipeline
 
 
-def load_media(path: Path, fps: float, max_frames: int) -> np.ndarray | VideoClip:
+def load_media(path: Path, fps: float | None, max_frames: int) -> np.ndarray | VideoClip:
     """An image as an RGB array, or a video's sampled frames (with a status line while decoding)."""
     if not path.exists():
         raise MediaError(f"file not found: {path}")
@@ -197,7 +198,7 @@ def _region_args(ctx: dict[str, Any]) -> RegionArgs:
                       frame=ctx["frame"])
 
 
-def prepare(media_path: Path, args: RegionArgs, model: str, device: str, dtype: str, fps: float, max_frames: int):
+def prepare(media_path: Path, args: RegionArgs, model: str, device: str, dtype: str, fps: float | None, max_frames: int):
     """Shared by ask/describe/chat: parse regions, decode media, load the model, resolve the regions."""
     regions = collect_regions(args)
     media = load_media(media_path, fps, max_frames)
@@ -226,8 +227,8 @@ def ask(
     stream: Annotated[bool, typer.Option("--stream", help="print the answer while it is generated (not with --json)")] = False,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
-    fps: FpsOpt = 1.0,
-    max_frames: MaxFramesOpt = 16,
+    fps: FpsOpt = DEFAULT_SAMPLING.fps,
+    max_frames: MaxFramesOpt = DEFAULT_SAMPLING.max_frames,
 ) -> None:
     """Ask a question about regions of an image or a video.
 
@@ -278,8 +279,8 @@ def describe(
     max_new_tokens: TokensOpt = 128,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
-    fps: FpsOpt = 1.0,
-    max_frames: MaxFramesOpt = 16,
+    fps: FpsOpt = DEFAULT_SAMPLING.fps,
+    max_frames: MaxFramesOpt = DEFAULT_SAMPLING.max_frames,
 ) -> None:
     """Describe each region separately (one answer per region; the media is encoded once).
 
@@ -298,7 +299,7 @@ def describe(
         latency = time.perf_counter() - start
         if overlay_path is not None:
             console.print(f"overlay written to {write_overlay(overlay_path, clip, resolved)}", style="dim")
-        _report(media, TASK_PROMPTS[task], region_list, resolved, answers, latency, as_json, per_region=True)
+        _report(media, task_prompt(task), region_list, resolved, answers, latency, as_json, per_region=True)
 
 
 def _report(media: Path, question: str, regions: list[Region], resolved: list[ResolvedRegion], answers: list[Answer],

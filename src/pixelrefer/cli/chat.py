@@ -38,6 +38,7 @@ from pixelrefer.cli.ask import (
     prepare,
 )
 from pixelrefer.cli.common import cli_errors, console
+from pixelrefer.media import DEFAULT_SAMPLING
 from pixelrefer.processing.prompts import PromptError, compose_question
 
 QUIT = {"/quit", "/exit", ":q"}
@@ -73,8 +74,8 @@ def chat(
     dtype: DtypeOpt = "auto",
     max_new_tokens: TokensOpt = 128,
     as_json: JsonOpt = False,
-    fps: FpsOpt = 1.0,
-    max_frames: MaxFramesOpt = 16,
+    fps: FpsOpt = DEFAULT_SAMPLING.fps,
+    max_frames: MaxFramesOpt = DEFAULT_SAMPLING.max_frames,
 ) -> None:
     """Talk about regions of an image or video; one question per line on stdin, /quit to stop.
 

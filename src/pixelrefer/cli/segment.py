@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from pixelrefer.media import MediaError, VideoClip, is_video_path, load_image, map_frames, read_video
+from pixelrefer.media import (
+    DEFAULT_SAMPLING,
+    MediaError,
+    VideoClip,
+    is_video_path,
+    load_image,
+    map_frames,
+    read_video,
+)
 from pixelrefer.regions import Region, RegionError, ResolvedRegion, encode_rle
 from pixelrefer.regions.codecs import mask_to_png_bytes
 
@@ -107,8 +115,9 @@ def segment(
     segmenter: Annotated[str, typer.Option("--segmenter", help="auto | classical | sam2")] = "auto",
     sam2_weights: Annotated[str | None, typer.Option("--sam2-weights", help="SAM2 folder or hub id.")] = None,
     device: Annotated[str, typer.Option("--device", help="Device for SAM2 (cpu, cuda, ...).")] = "cpu",
-    fps: Annotated[float | None, typer.Option("--fps", help="Sample videos at this rate.")] = None,
-    max_frames: Annotated[int, typer.Option("--max-frames", help="At most this many video frames.")] = 64,
+    fps: Annotated[float | None, typer.Option(
+        "--fps", help="Sample videos at this rate (default: spread --max-frames evenly over the clip).")] = DEFAULT_SAMPLING.fps,
+    max_frames: Annotated[int, typer.Option("--max-frames", help="At most this many video frames.")] = DEFAULT_SAMPLING.max_frames,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on videos.")] = True,
 ) -> None:
     """Segment a region given by clicks, a box, a polygon or a mask; propagate it through a video."""

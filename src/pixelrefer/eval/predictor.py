@@ -29,42 +29,18 @@ class Predictor(Protocol):
         ...
 
 
-def _clip_from_frames(paths: list[str], timestamps: tuple[float, ...] | None) -> Any:
-    from pixelrefer.media import VideoClip, load_image
-
-    frames = [load_image(p) for p in paths]
-    times = list(timestamps) if timestamps is not None else [float(i) for i in range(len(frames))]
-    span = times[-1] - times[0] if len(times) > 1 else 0.0
-    fps = (len(times) - 1) / span if span > 0 else 1.0
-    return VideoClip(
-        frames=frames,
-        timestamps=times,
-        frame_indices=list(range(len(frames))),
-        fps=fps,
-        source_num_frames=len(frames),
-    )
-
-
 def to_media_and_regions(request: EvalRequest) -> tuple[Any, list[Any]]:
-    """Turn an EvalRequest into (media for ``AskRequest``, list of ``Region``), mapping video frames."""
-    from pixelrefer.media import map_frames, read_video
+    """Turn an EvalRequest into (media for ``AskRequest``, list of ``Region``): an image stays a path (the API loads
+    it); a video becomes a :class:`pixelrefer.media.Media` and annotated source frames map onto its sampled ones."""
+    from pixelrefer.media import clip_from_frames, map_frames, read_video
     from pixelrefer.regions import Region
 
     if request.video is None:
         return request.media, [Region.from_frames(dict(r)) for r in request.regions]
-    v = request.video
     if isinstance(request.media, list):
-        clip = _clip_from_frames(request.media, v.timestamps)
+        clip = clip_from_frames(request.media, request.timestamps)
     else:
-        clip = read_video(
-            request.media,
-            fps=v.fps,
-            num_frames=v.num_frames,
-            max_frames=v.max_frames,
-            start=v.start,
-            end=v.end,
-            folder_fps=v.folder_fps,
-        )
+        clip = read_video(request.media, **request.video.read_kwargs())  # declared a video by its benchmark
     annotated = sorted({f for region in request.regions for f in region})
     mapping = map_frames(annotated, clip) if annotated else {}
     regions = []

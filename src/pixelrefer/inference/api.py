@@ -1,7 +1,7 @@
 """The Python API: ``PixelRefer.from_pretrained(...)`` then ``ask`` / ``ask_batch`` / ``stream`` / ``describe_each`` / ``chat``.
 
 Regions are :class:`pixelrefer.regions.Region` objects or binary masks; media are image paths, PIL images,
-arrays, video paths or :class:`pixelrefer.media.VideoClip`. Questions carry one ``<region>`` per region, in order.
+arrays, video paths or :class:`pixelrefer.media.Media`. Questions carry one ``<region>`` per region, in order.
 
 Cancellation: ``ask``, ``ask_batch`` (per :class:`AskRequest`), ``describe_each`` and ``stream`` take a
 ``threading.Event``; once it is set, generation stops at the next decoding step and the model lock is released
@@ -47,7 +47,13 @@ from pixelrefer.processing.processor import (
     as_media,
     collate_visual,
 )
-from pixelrefer.processing.prompts import TASK_PROMPTS, PromptError, check_user_text
+from pixelrefer.processing.prompts import (
+    PromptError,
+    check_placeholders,
+    check_user_text,
+    count_region_placeholders,
+    task_prompt,
+)
 from pixelrefer.regions import ResolvedRegion
 from pixelrefer.utils.device import resolve_device, resolve_dtype
 
@@ -214,14 +220,11 @@ class PixelRefer:
         """One answer per region for the same question: the media prefix is encoded once and its KV cache
         shared by all regions, whose suffixes are decoded as one batch. ``cancel`` stops them all."""
         if question is None:
-            if task not in TASK_PROMPTS:
-                raise PromptError(f"unknown task {task!r}; choose one of {sorted(TASK_PROMPTS)}")
-            question = TASK_PROMPTS[task]
+            question = task_prompt(task)
         question = self._check_input(question, regions)
         if not regions:
             raise PromptError("describe_each needs at least one region")
-        if question.count("<region>") != 1:
-            raise PromptError("describe_each needs a question with exactly one <region>")
+        check_placeholders(question, 1, "describe_each's question")
         media_obj = as_media(media)
         resolved = self.processor.resolve_regions(media_obj, regions)
         samples = [self._encode(media_obj, [r], question) for r in resolved]
@@ -292,7 +295,7 @@ class ChatSession:
         (one ``<region>`` each), else to none."""
         p = self.pipeline
         question = p._check_input(question, regions if regions is not None else self.regions)
-        n = question.count("<region>")
+        n = count_region_placeholders(question)
         if regions is None:
             regions = self.regions if n == len(self.regions) else []
         resolved = p.processor.resolve_regions(self.media, regions)

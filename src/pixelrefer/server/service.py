@@ -16,11 +16,9 @@ import numpy as np
 
 from pixelrefer.inference.api import Answer, AskRequest
 from pixelrefer.inference.generation import GenerationConfig
-from pixelrefer.media import VideoClip
-from pixelrefer.processing.processor import as_media
+from pixelrefer.media import Media
 from pixelrefer.regions import Region, ResolvedRegion, encode_rle
 from pixelrefer.server.errors import ApiError
-from pixelrefer.server.media_io import DecodedMedia
 from pixelrefer.server.schemas import AnswerOut, RegionOut
 from pixelrefer.server.settings import ServerSettings
 
@@ -31,7 +29,7 @@ logger = logging.getLogger(__name__)
 class Question:
     """One question about regions of decoded media (what a batched job carries); ``cancel`` stops it."""
 
-    media: DecodedMedia
+    media: Media
     regions: list[Region]
     text: str
     generation: GenerationConfig
@@ -59,11 +57,11 @@ class ModelService:
         self.pipeline = pipeline
         self.segmenter = segmenter if segmenter is not None else _pipeline_segmenter(pipeline)
 
-    def segment(self, media: DecodedMedia, regions: Sequence[Region], propagate: bool = False,
+    def segment(self, media: Media, regions: Sequence[Region], propagate: bool = False,
                 cancel: threading.Event | None = None) -> list[ResolvedRegion]:
         """Masks of prompts with this service's segmenter (``propagate``: to every video frame)."""
         h, w = media.size
-        frames = media.media.frames if isinstance(media.media, VideoClip) else media.media
+        frames = media.frames
         out = []
         for region in regions:
             if cancel is not None and cancel.is_set():
@@ -71,25 +69,25 @@ class ModelService:
             out.append(region.resolve(h, w, media.num_frames, self.segmenter, frames=frames, propagate=propagate))
         return out
 
-    def resolve(self, media: DecodedMedia, regions: Sequence[Region]) -> list[ResolvedRegion]:
+    def resolve(self, media: Media, regions: Sequence[Region]) -> list[ResolvedRegion]:
         """Masks of regions by the pipeline's own rule (its segmenter; Lite video regions propagated)."""
-        return self.pipeline.processor.resolve_regions(as_media(media.media), regions)
+        return self.pipeline.processor.resolve_regions(media, regions)
 
     def ask_batch(self, questions: list[Question]) -> list[Answer]:
         resolved = [self.resolve(q.media, q.regions) for q in questions]
-        requests = [AskRequest(q.media.media, r, q.text, q.cancel) for q, r in zip(questions, resolved)]
+        requests = [AskRequest(q.media, r, q.text, q.cancel) for q, r in zip(questions, resolved)]
         return self.pipeline.ask_batch(requests, questions[0].generation)
 
-    def describe(self, media: DecodedMedia, regions: list[Region], task: str, generation: GenerationConfig,
+    def describe(self, media: Media, regions: list[Region], task: str, generation: GenerationConfig,
                  cancel: threading.Event | None = None) -> list[Answer]:
-        return self.pipeline.describe_each(media.media, self.resolve(media, regions), task=task, generation=generation,
+        return self.pipeline.describe_each(media, self.resolve(media, regions), task=task, generation=generation,
                                            cancel=cancel)
 
     def stream(self, question: Question, emit: Callable[[str], None], ready: Callable[[], None]) -> list[ResolvedRegion]:
         """Resolve and encode (input errors raise here), call ``ready()``, then emit answer pieces as they come.
         ``question.cancel`` ends generation at the next decoding step."""
         resolved = self.resolve(question.media, question.regions)
-        pieces = self.pipeline.stream(question.media.media, resolved, question.text, question.generation,
+        pieces = self.pipeline.stream(question.media, resolved, question.text, question.generation,
                                       cancel=question.cancel)
         ready()
         try:

@@ -15,13 +15,12 @@ from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import decode_segmentation, require_file
 from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
 from pixelrefer.eval.tasks.captioning import score_captions
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
+from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
-PROMPT = "Please describe the object <region> in brief in the video."
-LITE_PROMPT = (
-    "There is one object in the video: <region>.\n"
-    "Please give a description of the highlighted object in the video. Using only one sentense."
-)
+PROMPT = BENCHMARK_PROMPTS["hc_stvg"]
+LITE_PROMPT = BENCHMARK_PROMPTS["hc_stvg_lite"]
 
 
 def _reference(entry: Any) -> str:
@@ -60,7 +59,7 @@ class HCSTVG(Task):
             mask = decode_segmentation(rle)
             path = require_file(resolve_media(media_root, str(video)))
             question = LITE_PROMPT if self.variant == "lite" else PROMPT
-            return EvalRequest(item_id, path, question, [{int(frame_idx): mask}], VideoSampling())
+            return EvalRequest(item_id, path, question, [{int(frame_idx): mask}], OFFICIAL_EVAL_SAMPLING)
 
         return build
 
@@ -75,7 +74,7 @@ class HCSTVG(Task):
             raise BadItem("the object has no annotated frame")
         path = require_file(resolve_media(media_root, name))
         question = LITE_PROMPT if self.variant == "lite" else PROMPT
-        return EvalRequest(item_id, path, question, [frames], VideoSampling())
+        return EvalRequest(item_id, path, question, [frames], OFFICIAL_EVAL_SAMPLING)
 
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
         return score_captions(records, ctx)

@@ -22,7 +22,9 @@ from pixelrefer.eval.tasks.base import (
     failure_notes,
     require,
 )
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
+from pixelrefer.processing.prompts import listed_choices
 
 # task name -> (json file, video folder under the media root, read as frames, has start/end bound)
 TASKS: dict[str, tuple[str, str, bool, bool]] = {
@@ -48,15 +50,6 @@ TASKS: dict[str, tuple[str, str, bool, bool]] = {
     "Counterfactual Inference": ("counterfactual_inference.json", "clevrer/video_validation/", False, False),
 }
 FRAME_FOLDER_FPS = 3.0
-
-
-def build_prompt(question: str, options: list[str]) -> str:
-    lines = "".join(f"({chr(ord('A') + i)}) {c}\n" for i, c in enumerate(options))
-    prompt = (
-        f"Question: {question}\nOptions:\n{lines}"
-        "Answer with the option's letter from the given choices directly and only give the best option."
-    )
-    return prompt
 
 
 class MVBench(Task):
@@ -102,15 +95,13 @@ class MVBench(Task):
             if str(answer) not in [str(c) for c in options]:
                 raise BadItem("the answer is not one of the candidates")
             path = require_file(media_root / spec[1] / str(video))
-            sampling = VideoSampling(
-                fps=1.0,
-                max_frames=768,
+            sampling = OFFICIAL_EVAL_SAMPLING.replace(
                 folder_fps=FRAME_FOLDER_FPS,
                 start=entry.get("start") if spec[3] else None,
                 end=entry.get("end") if spec[3] else None,
             )
             return EvalRequest(
-                item_id, path, build_prompt(str(question), [str(o) for o in options]), [], sampling
+                item_id, path, listed_choices(str(question), [str(o) for o in options]), [], sampling
             )
 
         return build
