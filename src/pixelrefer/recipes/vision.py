@@ -57,7 +57,7 @@ from pixelrefer.model.modeling import PixelReferForConditionalGeneration, region
 from pixelrefer.processing.crops import CropSpec, RegionCrop, plan_crop
 from pixelrefer.processing.processor import EncodedSample, collate_visual
 from pixelrefer.recipes.config import RecipeConfig, VisionPretrainSection
-from pixelrefer.train.config import TrainConfig
+from pixelrefer.train.config import TrainConfig, plain_data
 from pixelrefer.train.distributed import Processes, init_processes
 from pixelrefer.train.loop import Trainer, seed_everything
 from pixelrefer.train.objective import BatchStream, Objective
@@ -290,7 +290,7 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     seed_everything(cfg.seed)
     spec = crop_spec(model)
     settings = {**asdict(cfg), "crop_spec": asdict(spec)}
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(_plain(settings), sort_keys=False), encoding="utf-8")
+    (out / CONFIG_FILE).write_text(yaml.safe_dump(plain_data(settings), sort_keys=False), encoding="utf-8")
     model.to(device)
     classifier = RegionClassifier(model, len(labels))
     palette = not cfg.off_palette_colours
@@ -315,14 +315,6 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     path = save_vision_weights(model, out)  # written last: its presence means the folder is complete
     logger.info("vision pretraining: %d steps in %.0f s -> %s", cfg.steps, trainer.state.elapsed_s, path)
     return trainer
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 @contextmanager

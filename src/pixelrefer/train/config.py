@@ -166,7 +166,7 @@ class TrainConfig:
         return dataclasses.replace(self, grad_accum=self.global_batch_size // per_step)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return plain_data(asdict(self))
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / RESOLVED_NAME
@@ -175,11 +175,12 @@ class TrainConfig:
         return path
 
 
-def _plain(obj: Any) -> Any:
+def plain_data(obj: Any) -> Any:
+    """Nested dicts, lists and scalars only (tuples become lists), as YAML writes them safely."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain_data(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain_data(v) for v in obj]
     return obj
 
 
@@ -244,7 +245,7 @@ def _with_defaults(f: dataclasses.Field, value: Any) -> Any:
     if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
         default = f.default_factory()
         if dataclasses.is_dataclass(default):
-            return _merge(_plain(asdict(default)), value)
+            return _merge(plain_data(asdict(default)), value)
     return value
 
 
