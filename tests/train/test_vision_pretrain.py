@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from pixelrefer.recipes.config import VisionPretrainSection, vision_optim
-from pixelrefer.recipes.vision import (
-    SyntheticRegions,
-    collate_regions,
-    crop_spec,
-    prepare_vision,
-    pretrain_vision,
-)
+from pixelrefer.recipes.regions import SyntheticRegions, collate_regions
+from pixelrefer.recipes.vision import crop_spec, prepare_vision, pretrain_vision
 from pixelrefer.synth import world
 from pixelrefer.train.loop import METRICS_FILE
 from pixelrefer.train.run import VISION_PREFIXES as PREFIXES
