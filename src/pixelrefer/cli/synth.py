@@ -21,9 +21,9 @@ from pixelrefer.synth.videos import render_video
 logger = logging.getLogger(__name__)
 
 SAMPLE_OBJECTS = (3, 4)
-SAMPLE_FPS = 1.0  # the synthetic videos are sampled at 1 frame per second, as the models were trained
-MOTION_PROMPT = "In which direction does <region> move?"
 DEFAULTS = SynthConfig()
+SAMPLE_FPS = DEFAULTS.fps  # the sample clip plays at the frame rate of the training videos
+MOTION_PROMPT = "In which direction does <region> move?"
 
 
 def synth(

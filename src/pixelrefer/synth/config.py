@@ -1,5 +1,6 @@
-"""The one definition of what shapes a synthetic dataset (:class:`SynthConfig`) and of the small models'
-tokenizer size; ``pixelrefer synth``, the dataset build and the recipes' ``data.synth`` section all use it."""
+"""The one definition of what shapes a synthetic dataset (:class:`SynthConfig`, its defaults also those of
+:func:`~pixelrefer.synth.scenes.render_scene` and :func:`~pixelrefer.synth.videos.render_video`) and of the small
+models' tokenizer size; ``pixelrefer synth``, the dataset build and the recipes' ``data.synth`` section use it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ MIN_IMAGE_SIZE = 8  # smaller scenes cannot hold an object
 MAX_IMAGE_SIZE = 4096
 VIDEO_MASKS = ("first", "all")
 DEFAULT_VOCAB_SIZE = 1024  # the small models' tokenizer, special tokens included
+IMAGE_SIZE = (224, 224)  # (height, width) of scenes and video frames
+SCENE_OBJECTS = (3, 6)  # objects per image scene (inclusive range)
+VIDEO_OBJECTS = (2, 4)  # tracks per video
+VIDEO_FRAMES = (4, 8)  # frames per video
+VIDEO_FPS = 1.0
 
 
 @dataclass(frozen=True)
@@ -28,12 +34,12 @@ class SynthConfig:
     n_heldout: int = 200
     seed: int = 0
     video_fraction: float = 0.2
-    image_size: int | tuple[int, int] = (224, 224)
+    image_size: int | tuple[int, int] = IMAGE_SIZE
     samples_per_scene: int = 2
-    n_objects: tuple[int, int] = (3, 6)
-    video_objects: tuple[int, int] = (2, 4)
-    num_frames: tuple[int, int] = (4, 8)
-    fps: float = 1.0
+    n_objects: tuple[int, int] = SCENE_OBJECTS
+    video_objects: tuple[int, int] = VIDEO_OBJECTS
+    num_frames: tuple[int, int] = VIDEO_FRAMES
+    fps: float = VIDEO_FPS
     video_masks: str = "first"
 
     def __post_init__(self) -> None:
