@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelrefer.errors import ConfigError
-from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE, SynthConfig
+from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE, IMAGE_SIZE, SynthConfig
 from pixelrefer.train.config import (
     CONFIG_DIR,
     DataSection,
@@ -40,7 +40,7 @@ class VisionPretrainSection:
     optim: OptimConfig = field(default_factory=vision_optim)
     seed: int = 0
     workers: int = 1  # DataLoader workers rendering scenes (the stream depends on this count)
-    image_size: int = 224
+    image_size: int = IMAGE_SIZE[0]  # side of the rendered scenes
     off_palette_colours: bool = True  # paint objects in random colours away from the named ones (see the module)
     val_regions: int = 512
     eval_every: int = 250
