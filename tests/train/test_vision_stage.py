@@ -142,3 +142,14 @@ def test_the_recipe_runs_end_to_end_on_tiny_settings(tmp_path):
     assert (tmp_path / "vision" / VISION_WEIGHTS_FILE).is_file()
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
     assert sorted(_losses(tmp_path / "run")) == [1, 2]
+
+
+def test_bundled_resolved_configs_load_as_todays_nano_recipes():
+    """The bundled models' resolved configs (written before the vision pretraining was a trainer stage) still
+    load, and say what the nano and nano-lite recipe configs say."""
+    for folder, name in (("pixelrefer-nano", "nano"), ("pixelrefer-lite-nano", "nano-lite")):
+        bundled = load_recipe_config(str(BUNDLED.parent / folder / "train_config.yaml"))
+        today = load_recipe_config(name)
+        assert bundled.vision_pretrain == today.vision_pretrain and bundled.vision_pretrain.optim.warmup_to_peak
+        assert (bundled.model, bundled.data, bundled.optim) == (today.model, today.data, today.optim)
+        assert (bundled.max_steps, bundled.batch_size, bundled.seed) == (today.max_steps, today.batch_size, today.seed)

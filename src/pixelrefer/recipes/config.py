@@ -20,6 +20,7 @@ from pixelrefer.train.config import (
 
 RECIPE_CONFIG_DIR = Path(__file__).parent / "configs"
 CONFIG_DIRS = (RECIPE_CONFIG_DIR, CONFIG_DIR)  # a recipe config may name a trainer config as its base
+LEGACY_VISION_OPTIM = {"weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip"}  # see upgrade()
 
 
 def vision_optim() -> OptimConfig:
@@ -78,4 +79,17 @@ def list_recipe_configs() -> list[str]:
 
 def load_recipe_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Any:
     """A recipe or trainer config by name (or a YAML path) plus ``key=value`` overrides, as a :class:`RecipeConfig`."""
-    return load_train_config(name_or_path, overrides, schema=RecipeConfig, dirs=CONFIG_DIRS)
+    return load_train_config(name_or_path, overrides, schema=RecipeConfig, dirs=CONFIG_DIRS, upgrade=upgrade)
+
+
+def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config written before the vision pretraining was a trainer stage (the bundled models' resolved
+    ``train_config.yaml``) named its optimizer keys in the ``vision_pretrain`` section itself; they now live in
+    ``vision_pretrain.optim`` (same meaning: the former loop's schedule is :func:`vision_optim`'s)."""
+    section = raw.get("vision_pretrain")
+    if not isinstance(section, dict) or not set(section) & LEGACY_VISION_OPTIM:
+        return raw
+    moved = {k: v for k, v in section.items() if k in LEGACY_VISION_OPTIM}
+    rest = {k: v for k, v in section.items() if k not in LEGACY_VISION_OPTIM}
+    optim = rest.get("optim") if isinstance(rest.get("optim"), dict) else {}
+    return {**raw, "vision_pretrain": {**rest, "optim": {**moved, **optim}}}

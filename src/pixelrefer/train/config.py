@@ -17,6 +17,7 @@ import logging
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,13 +306,15 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def load_train_config(name_or_path: str | None = None, overrides: list[str] | None = None,
-                      schema: type[TrainConfig] = TrainConfig, dirs: tuple[Path, ...] = (CONFIG_DIR,)) -> Any:
+                      schema: type[TrainConfig] = TrainConfig, dirs: tuple[Path, ...] = (CONFIG_DIR,),
+                      upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
     """A named config (``NAME.yaml`` of ``dirs``, by default ``pixelrefer/train/configs``) or a YAML path, plus
-    ``key=value`` overrides, built as ``schema`` (a recipe passes its :class:`TrainConfig` subclass)."""
+    ``key=value`` overrides, built as ``schema`` (a recipe passes its :class:`TrainConfig` subclass, and may
+    ``upgrade`` the raw mapping of configs written in an older layout before it is checked)."""
     raw = _load_raw(name_or_path, dirs) if name_or_path else {}
     for text in overrides or []:
         raw = _merge(raw, parse_override(text))
-    return _build(schema, raw)
+    return _build(schema, upgrade(raw) if upgrade is not None else raw)
 
 
 def read_resolved(path: str | Path) -> TrainConfig:
