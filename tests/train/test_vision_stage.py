@@ -17,7 +17,7 @@ import torch
 
 from pixelrefer.recipes.config import VisionPretrainSection, load_recipe_config, vision_optim
 from pixelrefer.recipes.run import run as run_recipe
-from pixelrefer.recipes.vision import prepare_vision, pretrain_vision
+from pixelrefer.recipes.vision import plan_line, prepare_vision, pretrain_vision
 from pixelrefer.train.loop import METRICS_FILE, latest_checkpoint
 from pixelrefer.train.run import VISION_WEIGHTS_FILE, build_model, load_tokenizer
 
@@ -153,3 +153,15 @@ def test_bundled_resolved_configs_load_as_todays_nano_recipes():
         assert bundled.vision_pretrain == today.vision_pretrain and bundled.vision_pretrain.optim.warmup_to_peak
         assert (bundled.model, bundled.data, bundled.optim) == (today.model, today.data, today.optim)
         assert (bundled.max_steps, bundled.batch_size, bundled.seed) == (today.max_steps, today.batch_size, today.seed)
+
+
+def test_dry_run_names_the_pending_pretraining_and_where_it_resumes(tiny_config, tmp_path):
+    folder = tmp_path / "vision"
+    cfg = tiny_config(f"model.vision_init={folder}", "vision_pretrain={steps: 4, batch_size: 4, workers: 0, "
+                      "val_regions: 4, image_size: 112, save_every: 2}")
+    assert plan_line(cfg).startswith("vision pretraining first: 4 steps x 4 regions")
+    model = build_model(replace(cfg, model=replace(cfg.model, vision_init=None)), load_tokenizer(cfg))
+    pretrain_vision(model, cfg.vision_pretrain, folder, torch.device("cpu"), progress=False, stop_at=3)
+    assert plan_line(cfg).endswith("--resume auto continues from step-0000002")
+    prepare_vision(cfg, resume="auto")
+    assert plan_line(cfg) is None and (folder / VISION_WEIGHTS_FILE).is_file()

@@ -35,9 +35,11 @@ def train(
 
     cfg = load_recipe_config(config, list(overrides or []) + ([] if progress else ["progress=false"]))
     if dry_run:
+        from pixelrefer.recipes.vision import plan_line
         from pixelrefer.train.plan import plan_run
 
-        for line in plan_run(cfg, processes or int(os.environ.get("WORLD_SIZE", "1"))).lines():
+        vision = plan_line(cfg)
+        for line in ([vision] if vision else []) + plan_run(cfg, processes or int(os.environ.get("WORLD_SIZE", "1"))).lines():
             typer.echo(line)
         return
     from pixelrefer.train.distributed import close_processes

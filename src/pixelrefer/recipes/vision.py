@@ -62,7 +62,7 @@ from pixelrefer.recipes.regions import (
 )
 from pixelrefer.train.config import TrainConfig, plain_data
 from pixelrefer.train.distributed import Processes, init_processes
-from pixelrefer.train.loop import Trainer, seed_everything
+from pixelrefer.train.loop import Trainer, latest_checkpoint, seed_everything
 from pixelrefer.train.objective import Objective
 from pixelrefer.train.run import (
     VISION_WEIGHTS_FILE,
@@ -226,14 +226,34 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def pending_folder(cfg: RecipeConfig) -> Path | None:
+    """The ``model.vision_init`` folder if the run needs it and it holds no weights yet (else ``None``)."""
+    if cfg.model.vision_init is None or cfg.model.init_from is not None:
+        return None
+    folder = Path(cfg.model.vision_init)
+    return None if (folder / VISION_WEIGHTS_FILE).is_file() else folder
+
+
+def plan_line(cfg: RecipeConfig) -> str | None:
+    """What the pretraining step will do, for ``pixelrefer train --dry-run`` (``None``: nothing to do)."""
+    folder = pending_folder(cfg)
+    if folder is None:
+        return None
+    section = cfg.vision_pretrain
+    if section is None:
+        return f"vision pretraining: needed, but vision_pretrain is not set ({folder / VISION_WEIGHTS_FILE} is absent)"
+    found = latest_checkpoint(folder)
+    resume = f"; --resume auto continues from {found.name}" if found is not None else ""
+    return (f"vision pretraining first: {section.steps} steps x {section.batch_size} regions, lr {section.lr:g}, "
+            f"one process, into {folder}{resume}")
+
+
 def prepare_vision(cfg: RecipeConfig, resume: str = "never") -> None:
     """The recipe step: make ``model.vision_init`` hold pretrained weights, running the pretraining there (on the
     run's freshly initialised model, seeded as the run builds it) if it has none. ``resume``: the run's; the
     pretraining resumes from its own latest checkpoint unless it is ``never``."""
-    if cfg.model.vision_init is None or cfg.model.init_from is not None:
-        return
-    folder = Path(cfg.model.vision_init)
-    if (folder / VISION_WEIGHTS_FILE).is_file():
+    folder = pending_folder(cfg)
+    if folder is None:
         return
     if cfg.vision_pretrain is None:
         raise FileNotFoundError(f"{folder / VISION_WEIGHTS_FILE} does not exist and vision_pretrain is not set")
