@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from pixelrefer.train.config import load_train_config
-from pixelrefer.train.recipe import build_model, prepare_tokenizer
-from pixelrefer.train.vision_pretrain import METRICS_FILE, pretrain_vision
+from pixelrefer.recipes.config import load_recipe_config
+from pixelrefer.recipes.vision import pretrain_vision
+from pixelrefer.train.loop import METRICS_FILE
+from pixelrefer.train.run import build_model, load_tokenizer
 
 ENCODERS = ("scale_adaptive", "mask_pooling")
 SIZES = ("tiny", "small", "medium", "large")
@@ -29,11 +30,11 @@ SIZES = ("tiny", "small", "medium", "large")
 
 def run(encoder: str, steps: int, out: Path, threads: int) -> dict:
     torch.set_num_threads(threads)
-    cfg = load_train_config("nano", ["model.vision_init=null", f"model.overrides.region_encoder={encoder}",
+    cfg = load_recipe_config("nano", ["model.vision_init=null", f"model.overrides.region_encoder={encoder}",
                                      f"vision_pretrain.steps={steps}", f"vision_pretrain.eval_every={steps}",
                                      "progress=false"])
     assert cfg.vision_pretrain is not None
-    model = build_model(cfg, prepare_tokenizer(cfg))
+    model = build_model(cfg, load_tokenizer(cfg))
     start = time.perf_counter()
     pretrain_vision(model, cfg.vision_pretrain, out / encoder, torch.device("cpu"), progress=False)
     elapsed = time.perf_counter() - start

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from train_fixtures import N_IMAGES, image_sample, video_sample
 
-from pixelrefer.train.config import load_train_config
+from pixelrefer.recipes.config import load_recipe_config
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +36,7 @@ def tiny_config(tiny_data: Path, tmp_path: Path):
     """A fast config on the tiny data; tests override what they need."""
 
     def make(*overrides: str):
-        return load_train_config(None, [
+        return load_recipe_config(None, [
             "model.preset=tiny", "model.overrides.region_geometry=clean", "model.overrides.mask_num=4",
             "model.overrides.max_visual_tokens=16", f"data.root={tiny_data}", "data.eval_limit=4",
             "batch_size=3", "max_steps=12", "log_every=1", "progress=false", f"output_dir={tmp_path / 'run'}",

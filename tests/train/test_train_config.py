@@ -6,21 +6,22 @@ import pytest
 import yaml
 
 from pixelrefer.presets import RANDOM_PRESETS
-from pixelrefer.train.config import TrainConfig, list_train_configs, load_train_config
+from pixelrefer.recipes.config import list_recipe_configs, load_recipe_config
+from pixelrefer.train.config import TrainConfig
 from pixelrefer.train.dataset import TaskFocus
 from pixelrefer.train.loop import resolve_stage
 from pixelrefer.train.stages import STAGES
 
 
-@pytest.mark.parametrize("name", list_train_configs())
+@pytest.mark.parametrize("name", list_recipe_configs())
 def test_every_shipped_config_resolves(name):
-    cfg = load_train_config(name)
+    cfg = load_recipe_config(name)
     assert cfg.model.preset in RANDOM_PRESETS and cfg.stage in STAGES
     resolve_stage(cfg)
 
 
 def test_bundled_recipes_differ_only_in_variant():
-    full, lite = load_train_config("nano"), load_train_config("nano-lite")
+    full, lite = load_recipe_config("nano"), load_recipe_config("nano-lite")
     assert RANDOM_PRESETS[full.model.preset]["variant"] == "full"
     assert RANDOM_PRESETS[lite.model.preset]["variant"] == "lite"
     assert full.model.init_from is None and lite.model.init_from is None
@@ -40,17 +41,17 @@ def test_task_focus_keeps_focus_tasks_and_a_seeded_share_of_the_rest():
 
 
 def test_overrides_are_parsed_and_checked(tmp_path):
-    cfg = load_train_config("nano", ["max_steps=7", "lrs.vision=null", "optim.weight_decay=1e-2",
+    cfg = load_recipe_config("nano", ["max_steps=7", "lrs.vision=null", "optim.weight_decay=1e-2",
                                      "model.overrides.mask_num=8", f"output_dir={tmp_path}"])
     assert cfg.max_steps == 7 and cfg.lrs == {"vision": None} and cfg.optim.weight_decay == 0.01
     assert cfg.model.overrides["mask_num"] == 8
     assert resolve_stage(cfg).lrs["vision"] is None
     saved = yaml.safe_load(cfg.save(tmp_path).read_text())
-    assert load_train_config(str(tmp_path / "config.yaml")) == cfg and saved["max_steps"] == 7
+    assert load_recipe_config(str(tmp_path / "config.yaml")) == cfg and saved["max_steps"] == 7
     with pytest.raises(ValueError, match="unknown key"):
-        load_train_config("nano", ["optim.wd=1"])
+        load_recipe_config("nano", ["optim.wd=1"])
     with pytest.raises(ValueError, match="batch_size"):
-        load_train_config("nano", ["batch_size=many"])
+        load_recipe_config("nano", ["batch_size=many"])
     with pytest.raises(ValueError, match="lr of 'llm'"):
-        resolve_stage(load_train_config("nano", ["lrs.llm=0"]))
+        resolve_stage(load_recipe_config("nano", ["lrs.llm=0"]))
     assert TrainConfig().stage == "scratch"

@@ -13,7 +13,7 @@ from train_fixtures import SIZE, rle, shape_mask
 from pixelrefer.processing.processor import PixelReferProcessor
 from pixelrefer.train.data import DataError, validate_dataset
 from pixelrefer.train.dataset import SupervisedDataset
-from pixelrefer.train.recipe import build_model, prepare_tokenizer
+from pixelrefer.train.run import build_model, load_tokenizer
 
 
 def _write(tmp_path: Path, tiny_data: Path, samples: list[dict]) -> Path:
@@ -95,7 +95,7 @@ def test_polygon_masks_need_and_match_the_declared_size(tiny_data, tmp_path):
 
 def test_duplicate_ids_and_encoding_errors_are_named(tiny_data, tiny_config, tmp_path):
     cfg = tiny_config()
-    tokenizer = prepare_tokenizer(cfg)
+    tokenizer = load_tokenizer(cfg)
     processor = PixelReferProcessor(tokenizer, build_model(cfg, tokenizer).config)
     samples = _good(tiny_data)[:3]
     samples[2]["id"] = samples[0]["id"]

@@ -10,7 +10,7 @@ import pytest
 
 from pixelrefer.errors import CheckpointError
 from pixelrefer.train.loop import LEGACY_RNG_FILE, RNG_FILE, latest_checkpoint
-from pixelrefer.train.recipe import build_trainer
+from pixelrefer.train.run import build_trainer
 
 
 class _Malicious:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from pixelrefer.train.loop import latest_checkpoint
-from pixelrefer.train.recipe import build_trainer, run
+from pixelrefer.train.run import build_trainer, run
 
 
 def _losses(output_dir: str) -> dict[int, float]:

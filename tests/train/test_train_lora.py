@@ -9,7 +9,7 @@ import torch
 from pixelrefer.errors import ConfigError
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
 from pixelrefer.train.lora import LORA_MARK, load_adapter, merge, save_adapter
-from pixelrefer.train.recipe import build_trainer
+from pixelrefer.train.run import build_trainer
 from pixelrefer.train.stages import group_of
 
 pytest.importorskip("peft")

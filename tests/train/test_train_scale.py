@@ -19,7 +19,7 @@ import yaml
 from pixelrefer.model.checkpoint import read_state_dict
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
 from pixelrefer.train.consolidate import consolidate
-from pixelrefer.train.recipe import build_trainer
+from pixelrefer.train.run import build_trainer
 
 pytest.importorskip("deepspeed")
 

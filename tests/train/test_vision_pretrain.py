@@ -4,33 +4,29 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from pixelrefer.recipes.config import VisionPretrainSection, vision_optim
+from pixelrefer.recipes.regions import SyntheticRegions, collate_regions
+from pixelrefer.recipes.vision import crop_spec, prepare_vision, pretrain_vision
 from pixelrefer.synth import world
-from pixelrefer.train.config import VisionPretrainSection
-from pixelrefer.train.recipe import build_model, prepare_tokenizer
-from pixelrefer.train.vision_pretrain import (
-    METRICS_FILE,
-    PREFIXES,
-    WEIGHTS_FILE,
-    SyntheticRegions,
-    collate_regions,
-    crop_spec,
-    load_vision_weights,
-    pretrain_vision,
-)
+from pixelrefer.train.loop import METRICS_FILE
+from pixelrefer.train.run import VISION_PREFIXES as PREFIXES
+from pixelrefer.train.run import VISION_WEIGHTS_FILE as WEIGHTS_FILE
+from pixelrefer.train.run import build_model, load_tokenizer, load_vision_weights
 
-SHORT = VisionPretrainSection(steps=4, batch_size=6, warmup_steps=1, workers=0, val_regions=6, eval_every=2,
-                              log_every=1, image_size=112)
+SHORT = VisionPretrainSection(steps=4, batch_size=6, optim=replace(vision_optim(), warmup_steps=1), workers=0,
+                              val_regions=6, eval_every=2, log_every=1, image_size=112)
 
 
 @pytest.fixture
 def tiny_model(tiny_config):
     cfg = tiny_config()
-    return build_model(cfg, prepare_tokenizer(cfg))
+    return build_model(cfg, load_tokenizer(cfg))
 
 
 def _stream(model, seed: int = 0, stream: int = 0) -> SyntheticRegions:
@@ -92,7 +88,7 @@ def test_pretraining_trains_only_the_vision_side_and_round_trips(tiny_model, tmp
 def test_loading_into_a_different_model_is_an_error(tiny_model, tmp_path, tiny_config):
     pretrain_vision(tiny_model, SHORT, tmp_path / "vision", torch.device("cpu"), progress=False)
     cfg = tiny_config("model.preset=nano-arch")
-    other = build_model(cfg, prepare_tokenizer(cfg))
+    other = build_model(cfg, load_tokenizer(cfg))
     with pytest.raises(ValueError, match="does not fit the model: missing"):
         load_vision_weights(other, tmp_path / "vision")
 
@@ -102,22 +98,24 @@ def test_recipe_pretrains_once_then_reuses(tiny_config, tmp_path):
     overrides = [f"model.vision_init={folder}", "vision_pretrain.steps=2", "vision_pretrain.batch_size=4",
                  "vision_pretrain.workers=0", "vision_pretrain.val_regions=4", "vision_pretrain.image_size=112"]
     cfg = tiny_config(*overrides)
-    model = build_model(cfg, prepare_tokenizer(cfg))
+    prepare_vision(cfg)
+    model = build_model(cfg, load_tokenizer(cfg))
     assert (folder / WEIGHTS_FILE).is_file()
     stamp = (folder / WEIGHTS_FILE).stat().st_mtime_ns
-    again = build_model(cfg, prepare_tokenizer(cfg))  # the folder exists: loaded, not retrained
+    prepare_vision(cfg)
+    again = build_model(cfg, load_tokenizer(cfg))  # the folder exists: loaded, not retrained
     assert (folder / WEIGHTS_FILE).stat().st_mtime_ns == stamp
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k]), k
     missing = tiny_config(f"model.vision_init={tmp_path / 'nowhere'}")
     with pytest.raises(FileNotFoundError, match="vision_pretrain is not set"):
-        build_model(missing, prepare_tokenizer(missing))
+        prepare_vision(missing)
 
 
 def test_both_variants_pretrain_the_same_tower(tiny_config):
     full_cfg, lite_cfg = tiny_config(), tiny_config("model.preset=tiny-lite")
-    full = build_model(full_cfg, prepare_tokenizer(full_cfg))
-    lite = build_model(lite_cfg, prepare_tokenizer(lite_cfg))
+    full = build_model(full_cfg, load_tokenizer(full_cfg))
+    lite = build_model(lite_cfg, load_tokenizer(lite_cfg))
     assert lite.config.downscale_threshold_patches != full.config.downscale_threshold_patches
     assert crop_spec(lite) == crop_spec(full)
 
@@ -126,7 +124,7 @@ def test_folder_lock_makes_runs_take_turns(tmp_path):
     import threading
     import time
 
-    from pixelrefer.train.vision_pretrain import folder_lock
+    from pixelrefer.recipes.vision import folder_lock
 
     events: list[str] = []
 

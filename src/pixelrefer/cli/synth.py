@@ -13,6 +13,7 @@ from PIL import Image
 
 from pixelrefer.synth import world
 from pixelrefer.synth.build import build_dataset
+from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE, SynthConfig
 from pixelrefer.synth.scenes import Box, mask_box, render_scene
 from pixelrefer.synth.tasks import CATEGORY_PROMPT, noun_phrase
 from pixelrefer.synth.videos import render_video
@@ -20,24 +21,25 @@ from pixelrefer.synth.videos import render_video
 logger = logging.getLogger(__name__)
 
 SAMPLE_OBJECTS = (3, 4)
-SAMPLE_FPS = 1.0  # the synthetic videos are sampled at 1 frame per second, as the models were trained
+DEFAULTS = SynthConfig()
+SAMPLE_FPS = DEFAULTS.fps  # the sample clip plays at the frame rate of the training videos
 MOTION_PROMPT = "In which direction does <region> move?"
 
 
 def synth(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    n_train: Annotated[int, typer.Option(help="Training samples.")] = 2000,
-    n_val: Annotated[int, typer.Option(help="Validation samples.")] = 200,
-    n_test: Annotated[int, typer.Option(help="Test samples.")] = 200,
-    n_heldout: Annotated[int, typer.Option(help="Samples about unseen (category, colour) combinations.")] = 200,
-    seed: Annotated[int, typer.Option(help="Seed; the same seed gives byte-identical files.")] = 0,
-    video_fraction: Annotated[float, typer.Option(help="Share of scenes that are videos.")] = 0.2,
-    image_size: Annotated[int, typer.Option(help="Side of the square images and frames, in pixels.")] = 224,
-    samples_per_scene: Annotated[int, typer.Option(help="Questions asked about each rendered scene.")] = 2,
-    video_masks: Annotated[str, typer.Option(help="'first' (one frame per object) or 'all' frames.")] = "first",
+    n_train: Annotated[int, typer.Option(help="Training samples.")] = DEFAULTS.n_train,
+    n_val: Annotated[int, typer.Option(help="Validation samples.")] = DEFAULTS.n_val,
+    n_test: Annotated[int, typer.Option(help="Test samples.")] = DEFAULTS.n_test,
+    n_heldout: Annotated[int, typer.Option(help="Samples about unseen (category, colour) combinations.")] = DEFAULTS.n_heldout,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives byte-identical files.")] = DEFAULTS.seed,
+    video_fraction: Annotated[float, typer.Option(help="Share of scenes that are videos.")] = DEFAULTS.video_fraction,
+    image_size: Annotated[int, typer.Option(help="Side of the square images and frames, in pixels.")] = DEFAULTS.side,
+    samples_per_scene: Annotated[int, typer.Option(help="Questions asked about each rendered scene.")] = DEFAULTS.samples_per_scene,
+    video_masks: Annotated[str, typer.Option(help="'first' (one frame per object) or 'all' frames.")] = DEFAULTS.video_masks,
     workers: Annotated[int, typer.Option(help="Worker processes (output does not depend on it).")] = 1,
     tokenizer: Annotated[bool, typer.Option(help="Also train the small models' tokenizer into OUT/tokenizer.")] = False,
-    vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary size, special tokens included.")] = 1024,
+    vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary size, special tokens included.")] = DEFAULT_VOCAB_SIZE,
     sample: Annotated[bool, typer.Option("--sample", help="Write one scene with masks and print its boxes.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -50,10 +52,10 @@ def synth(
     if sample:
         write_sample(out, seed, image_size)
         return
-    info = build_dataset(out, n_train=n_train, n_val=n_val, n_test=n_test, n_heldout=n_heldout, seed=seed,
-                         video_fraction=video_fraction, image_size=image_size,
-                         samples_per_scene=samples_per_scene, video_masks=video_masks, workers=workers,
-                         progress=progress)
+    config = SynthConfig(n_train=n_train, n_val=n_val, n_test=n_test, n_heldout=n_heldout, seed=seed,
+                         video_fraction=video_fraction, image_size=image_size, samples_per_scene=samples_per_scene,
+                         video_masks=video_masks)
+    info = build_dataset(out, config, workers=workers, progress=progress)
     for split, summary in info["splits"].items():  # type: ignore[union-attr]
         typer.echo(f"{split}: {summary['samples']} samples -> {out / (split + '.json')}")
     if tokenizer:

@@ -1,4 +1,5 @@
-"""`pixelrefer train --config PRESET_OR_YAML key=value ...`: train a model and export it with its tokenizer."""
+"""`pixelrefer train --config PRESET_OR_YAML key=value ...`: run a recipe (its data, tokenizer and vision
+pretraining steps when configured, then training) and export the model with its tokenizer."""
 
 from __future__ import annotations
 
@@ -29,14 +30,16 @@ def train(
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun / accelerate launch, only rank 0 talks
     logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from pixelrefer.train.config import load_train_config
-    from pixelrefer.train.recipe import run
+    from pixelrefer.recipes.config import load_recipe_config
+    from pixelrefer.recipes.run import run
 
-    cfg = load_train_config(config, list(overrides or []) + ([] if progress else ["progress=false"]))
+    cfg = load_recipe_config(config, list(overrides or []) + ([] if progress else ["progress=false"]))
     if dry_run:
+        from pixelrefer.recipes.vision import plan_line
         from pixelrefer.train.plan import plan_run
 
-        for line in plan_run(cfg, processes or int(os.environ.get("WORLD_SIZE", "1"))).lines():
+        vision = plan_line(cfg)
+        for line in ([vision] if vision else []) + plan_run(cfg, processes or int(os.environ.get("WORLD_SIZE", "1"))).lines():
             typer.echo(line)
         return
     from pixelrefer.train.distributed import close_processes

@@ -6,7 +6,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pixelrefer.synth.build import BuildConfig, build_dataset, encode_rle
+from pixelrefer.synth.build import build_dataset, encode_rle
+from pixelrefer.synth.config import SynthConfig
 from pixelrefer.synth.scenes import Scene, SceneObject, ScenePart, render_scene
 from pixelrefer.synth.tasks import Instruction, Target, image_instruction, video_instruction
 from pixelrefer.synth.videos import Track, Video, render_video
@@ -14,11 +15,11 @@ from pixelrefer.synth.videos import Track, Video, render_video
 _LAZY = {"train_tokenizer": "pixelrefer.synth.tokenizer", "corpus_texts": "pixelrefer.synth.tokenizer"}
 
 __all__ = [
-    "BuildConfig",
     "Instruction",
     "Scene",
     "SceneObject",
     "ScenePart",
+    "SynthConfig",
     "Target",
     "Track",
     "Video",

@@ -20,7 +20,7 @@ import multiprocessing
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from pixelrefer.constants import IMAGE_TOKEN, VIDEO_TAG
 from pixelrefer.errors import ConfigError
 from pixelrefer.synth import world
+from pixelrefer.synth.config import SynthConfig
 from pixelrefer.synth.scenes import Scene, render_scene
 from pixelrefer.synth.tasks import Instruction, image_instruction, video_instruction
 from pixelrefer.synth.videos import Video, render_video
@@ -40,47 +41,7 @@ logger = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("train", "val", "test", "heldout")
 FORMAT_VERSION = 1
 MAX_RENDER_ATTEMPTS = 20
-MIN_IMAGE_SIZE = 8  # smaller scenes cannot hold an object
-MAX_IMAGE_SIZE = 4096
 PNG_COMPRESS_LEVEL = 3  # zlib level: 3 is ~3x faster than 6 for ~15% more bytes
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Every argument that shapes the output; recorded verbatim in `dataset_info.json`."""
-
-    n_train: int = 2000
-    n_val: int = 200
-    n_test: int = 200
-    n_heldout: int = 200
-    seed: int = 0
-    video_fraction: float = 0.2
-    image_size: tuple[int, int] = (224, 224)
-    samples_per_scene: int = 2
-    n_objects: tuple[int, int] = (3, 6)
-    video_objects: tuple[int, int] = (2, 4)
-    num_frames: tuple[int, int] = (4, 8)
-    fps: float = 1.0
-    video_masks: str = "first"
-
-    def __post_init__(self) -> None:
-        for name in ("n_train", "n_val", "n_test", "n_heldout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
-        if not (isinstance(self.video_fraction, int | float) and 0.0 <= self.video_fraction <= 1.0):
-            raise ConfigError(f"video_fraction must be in [0, 1], got {self.video_fraction!r}")
-        if not all(MIN_IMAGE_SIZE <= int(s) <= MAX_IMAGE_SIZE for s in self.image_size):
-            raise ConfigError(f"image_size must be within {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} pixels, got {self.image_size}")
-        if self.samples_per_scene < 1:
-            raise ConfigError(f"samples_per_scene must be at least 1, got {self.samples_per_scene}")
-        if self.video_masks not in ("first", "all"):
-            raise ConfigError(f"video_masks must be 'first' or 'all', got {self.video_masks!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}")
-
-    def count(self, split: str) -> int:
-        return {"train": self.n_train, "val": self.n_val, "test": self.n_test, "heldout": self.n_heldout}[split]
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, object]:
@@ -94,7 +55,7 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
-def _render(cfg: BuildConfig, split: str, scene_idx: int) -> tuple[Scene | Video, list[int]]:
+def _render(cfg: SynthConfig, split: str, scene_idx: int) -> tuple[Scene | Video, list[int]]:
     """Render a scene or video and the indices allowed as primary targets (held-out objects if heldout)."""
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx])
     is_video = bool(rng.random() < cfg.video_fraction)
@@ -146,7 +107,7 @@ def _sample(sid: str, media: dict[str, object], human: str, ins: Instruction, ma
             "masks": masks, "height": height, "width": width, "meta": meta}
 
 
-def build_scene(args: tuple[BuildConfig, str, int, str]) -> list[dict[str, object]]:
+def build_scene(args: tuple[SynthConfig, str, int, str]) -> list[dict[str, object]]:
     """Render one scene, write its media under `out_dir` and return its samples (worker entry point)."""
     cfg, split, scene_idx, out_dir = args
     root = Path(out_dir)
@@ -179,7 +140,7 @@ def write_json_list(samples: list[dict[str, object]], path: Path) -> None:
     path.write_text(f"[\n{body}\n]\n" if samples else "[]\n", encoding="utf-8")
 
 
-def _jobs(cfg: BuildConfig, split: str, out_dir: Path) -> Iterator[tuple[BuildConfig, str, int, str]]:
+def _jobs(cfg: SynthConfig, split: str, out_dir: Path) -> Iterator[tuple[SynthConfig, str, int, str]]:
     for s in range(math.ceil(cfg.count(split) / cfg.samples_per_scene)):
         yield (cfg, split, s, str(out_dir))
 
@@ -190,35 +151,16 @@ def _world_info() -> dict[str, object]:
             "held_out": [list(c) for c in sorted(world.HELD_OUT)]}
 
 
-def build_dataset(
-    out_dir: str | Path,
-    n_train: int = 2000,
-    n_val: int = 200,
-    n_test: int = 200,
-    n_heldout: int = 200,
-    seed: int = 0,
-    video_fraction: float = 0.2,
-    image_size: int | tuple[int, int] = 224,
-    samples_per_scene: int = 2,
-    video_masks: str = "first",
-    workers: int = 1,
-    progress: bool = True,
-) -> dict[str, object]:
-    """Build all splits under `out_dir` and return the content of `dataset_info.json`.
-
-    `video_masks="first"` stores each referred object's mask on its first visible frame only (one
-    region per object, as PixelRefer trains); `"all"` stores it on every frame where it is visible
-    (PixelRefer-Lite style).
-    """
-    size = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
-    cfg = BuildConfig(n_train=n_train, n_val=n_val, n_test=n_test, n_heldout=n_heldout, seed=seed,
-                      video_fraction=video_fraction, image_size=size, samples_per_scene=samples_per_scene,
-                      video_masks=video_masks)
+def build_dataset(out_dir: str | Path, config: SynthConfig | None = None, *, workers: int = 1,
+                  progress: bool = True, **fields: object) -> dict[str, object]:
+    """Build all splits under ``out_dir`` per ``config`` (default :class:`SynthConfig`; keyword ``fields``
+    override its values, e.g. ``n_train=100``) and return the content of ``dataset_info.json``."""
+    cfg = replace(config or SynthConfig(), **fields)  # type: ignore[arg-type]
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    total = sum(math.ceil(cfg.count(s) / samples_per_scene) for s in SPLITS)
+    total = sum(math.ceil(cfg.count(s) / cfg.samples_per_scene) for s in SPLITS)
     splits_info: dict[str, object] = {}
     with tqdm(total=total, desc="synth scenes", disable=not progress, unit="scene") as bar:
         for split in SPLITS:
@@ -226,13 +168,13 @@ def build_dataset(
             write_json_list(samples, out / f"{split}.json")
             splits_info[split] = _split_summary(samples)
             logger.info("wrote %d %s samples to %s", len(samples), split, out / f"{split}.json")
-    info = {"name": "pixelrefer-synth", "format_version": FORMAT_VERSION, "seed": seed,
+    info = {"name": "pixelrefer-synth", "format_version": FORMAT_VERSION, "seed": cfg.seed,
             "arguments": asdict(cfg), "splits": splits_info, "world": _world_info()}
     (out / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
 
 
-def _build_split(cfg: BuildConfig, split: str, out: Path, workers: int, bar: tqdm) -> list[dict[str, object]]:
+def _build_split(cfg: SynthConfig, split: str, out: Path, workers: int, bar: tqdm) -> list[dict[str, object]]:
     samples: list[dict[str, object]] = []
     jobs = _jobs(cfg, split, out)
     if workers <= 1:

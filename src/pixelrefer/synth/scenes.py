@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pixelrefer.synth import world
+from pixelrefer.synth.config import IMAGE_SIZE, SCENE_OBJECTS
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels; x1, y1 exclusive
 Point = tuple[float, float]
@@ -374,8 +375,8 @@ def fits(full: list[PartMasks]) -> bool:
 
 def render_scene(
     rng: np.random.Generator,
-    size: tuple[int, int] = (224, 224),
-    n_objects: tuple[int, int] = (3, 6),
+    size: tuple[int, int] = IMAGE_SIZE,
+    n_objects: tuple[int, int] = SCENE_OBJECTS,
     held_out: str = "exclude",
     palette: bool = True,
 ) -> Scene:

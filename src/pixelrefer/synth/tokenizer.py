@@ -29,6 +29,7 @@ from transformers import PreTrainedTokenizerFast
 from pixelrefer.constants import END_OF_TEXT, IM_END, SPECIAL_TOKENS
 from pixelrefer.errors import ConfigError
 from pixelrefer.processing.prompts import CHAT_TEMPLATE
+from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ QWEN2_SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
     r"\s+(?!\S)|\s+"
 )
-DEFAULT_VOCAB_SIZE = 1024
 MAX_TEMPLATE_SECONDS = 64  # timestamps rendered into the extra corpus ("Time 3.0s:")
 TEMPLATE_REPEAT = 16  # template text is rare in a corpus but present in every sequence: weight it up
 SPLIT_FILES = ("train.json", "val.json", "test.json", "heldout.json")

@@ -14,6 +14,7 @@ import numpy as np
 
 from pixelrefer.media import Media
 from pixelrefer.synth import world
+from pixelrefer.synth.config import IMAGE_SIZE, VIDEO_FPS, VIDEO_FRAMES, VIDEO_OBJECTS
 from pixelrefer.synth.scenes import (
     MAX_PLACEMENT_TRIES,
     Box,
@@ -172,11 +173,11 @@ def _valid(tracks: list[tuple[ObjectSpec, list[Point | None]]], hw: tuple[int, i
 
 def render_video(
     rng: np.random.Generator,
-    size: tuple[int, int] = (224, 224),
-    n_frames: tuple[int, int] = (4, 8),
-    n_objects: tuple[int, int] = (2, 4),
+    size: tuple[int, int] = IMAGE_SIZE,
+    n_frames: tuple[int, int] = VIDEO_FRAMES,
+    n_objects: tuple[int, int] = VIDEO_OBJECTS,
     held_out: str = "exclude",
-    fps: float = 1.0,
+    fps: float = VIDEO_FPS,
 ) -> Video:
     """Render one video; `held_out` has the same meaning as in :func:`render_scene`."""
     if held_out not in ("exclude", "require"):

@@ -3,14 +3,21 @@ dotted ``key=value`` overrides, and written (resolved) next to the run's outputs
 
 A YAML file may name a ``base`` config (preset name or path) whose values it overrides, so ablations are a
 few lines each. Values of overrides are parsed as YAML (``lrs.vision=null``, ``model.overrides.mask_num=8``).
+A section given in part keeps its defaults for the keys it does not name.
+
+A recipe extends :class:`TrainConfig` with its own sections (a subclass; see ``pixelrefer.recipes.config``) and
+loads it with :func:`load_train_config` given its schema and config folders; :func:`read_resolved` reads any
+run's resolved config as the trainer's own sections.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +37,7 @@ class ModelSection:
     preset: str = "tiny"  # a random-init preset of pixelrefer.presets.RANDOM_PRESETS
     init_from: str | None = None  # or a checkpoint folder to start from (then preset is ignored)
     overrides: dict[str, Any] = field(default_factory=dict)  # PixelReferConfig fields, for a preset init
-    vision_init: str | None = None  # a vision pretraining folder whose weights replace the preset's vision tower
+    vision_init: str | None = None  # a folder whose vision.safetensors replaces the preset's vision tower (see run.py)
 
 
 @dataclass
@@ -38,49 +45,42 @@ class DataSection:
     root: str = "runs/synth"  # folder of the JSON files; media paths are relative to it
     train_file: str = "train.json"
     eval_file: str | None = "val.json"
-    tokenizer: str | None = None  # tokenizer folder; default ROOT/tokenizer (trained there if synth is set)
-    vocab_size: int = 1024  # of a tokenizer trained here
+    tokenizer: str | None = None  # tokenizer folder; default ROOT/tokenizer
     validate: bool = True  # check every sample before training
     limit: int | None = None  # use only the first N training samples
     focus_tasks: list[str] | None = None  # keep every sample of these meta.task values ...
     other_ratio: float = 1.0  # ... plus this many others per focus sample (seeded pick); see dataset.focus
     eval_limit: int | None = 64  # samples of the eval file used for eval loss
-    synth: dict[str, Any] | None = None  # pixelrefer.synth.build_dataset arguments: build ROOT if absent
 
     @property
     def tokenizer_dir(self) -> Path:
         return Path(self.tokenizer) if self.tokenizer else Path(self.root) / "tokenizer"
 
 
-@dataclass
-class OptimSection:
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimizer and schedule of a run (the ``optim`` section of a train config)."""
+
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    warmup_ratio: float = 0.03
-    min_lr_ratio: float = 0.0
+    warmup_ratio: float = 0.03  # warmup steps as a fraction of the run's optimizer steps ...
+    warmup_steps: int | None = None  # ... or this many steps (overrides warmup_ratio)
+    warmup_to_peak: bool = False  # warmup factor (s + 1) / W, at the peak on the last warmup step; else / (W + 1)
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of each group's peak lr
     grad_clip: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be >= 0 (or null), got {self.warmup_steps}")
+        if not 0.0 <= self.warmup_ratio <= 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"optim.warmup_ratio and optim.min_lr_ratio must be in [0, 1], got "
+                              f"{self.warmup_ratio} and {self.min_lr_ratio}")
 
-@dataclass
-class VisionPretrainSection:
-    """Region-label pretraining of the vision tower on rendered synthetic scenes (pixelrefer.train.vision_pretrain);
-    run into ``model.vision_init`` when that folder has no weights yet."""
+    def warmup(self, total_steps: int) -> int:
+        """Warmup steps of a run of ``total_steps`` optimizer steps."""
+        return self.warmup_steps if self.warmup_steps is not None else math.ceil(self.warmup_ratio * total_steps)
 
-    steps: int = 2000
-    batch_size: int = 64  # regions per step
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 1.0
-    seed: int = 0
-    workers: int = 1  # DataLoader workers rendering scenes (the stream depends on this count)
-    image_size: int = 224
-    off_palette_colours: bool = True  # paint objects in random colours away from the named ones (see the module)
-    val_regions: int = 512
-    eval_every: int = 250
-    log_every: int = 10
 
 
 @dataclass
@@ -108,8 +108,7 @@ class LoraSection:
 class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
-    optim: OptimSection = field(default_factory=OptimSection)
-    vision_pretrain: VisionPretrainSection | None = None
+    optim: OptimConfig = field(default_factory=OptimConfig)
     stage: str = "scratch"  # a name of pixelrefer.train.stages.STAGES
     lrs: dict[str, float | None] = field(default_factory=dict)  # per module group, overriding the stage
     lr_scale: float = 1.0  # multiplies every lr of the stage
@@ -163,14 +162,12 @@ class TrainConfig:
             return self
         per_step = self.batch_size * world_size
         if self.global_batch_size <= 0 or self.global_batch_size % per_step:
-            from pixelrefer.errors import ConfigError
-
             raise ConfigError(f"global_batch_size {self.global_batch_size} is not a positive multiple of batch_size "
                               f"{self.batch_size} x {world_size} process(es)")
         return dataclasses.replace(self, grad_accum=self.global_batch_size // per_step)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return plain_data(asdict(self))
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / RESOLVED_NAME
@@ -179,11 +176,12 @@ class TrainConfig:
         return path
 
 
-def _plain(obj: Any) -> Any:
+def plain_data(obj: Any) -> Any:
+    """Nested dicts, lists and scalars only (tuples become lists), as YAML writes them safely."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain_data(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain_data(v) for v in obj]
     return obj
 
 
@@ -234,12 +232,35 @@ def _build(cls: type, data: Any, where: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
+    kwargs = {k: _coerce(_with_defaults(fields[k], v), hints[k], f"{where}.{k}" if where else k)
+              for k, v in data.items()}
     return cls(**kwargs)
+
+
+def _with_defaults(f: dataclasses.Field, value: Any) -> Any:
+    """A section given in part keeps the other values of the field's default section."""
+    if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+        if dataclasses.is_dataclass(default):
+            return _merge(plain_data(asdict(default)), value)
+    return value
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the keys (at any depth of nested sections) that ``cls`` does not declare."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        section = next((a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a)), None)
+        out[f.name] = _known(section, value) if section is not None and isinstance(value, dict) else value
+    return out
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -252,23 +273,25 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def list_train_configs() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+def list_train_configs(dirs: tuple[Path, ...] = (CONFIG_DIR,)) -> list[str]:
+    """The names of the configs in ``dirs`` (the trainer's own by default)."""
+    return sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
 
 
-def _load_raw(name_or_path: str, depth: int = 0) -> dict[str, Any]:
+def _load_raw(name_or_path: str, dirs: tuple[Path, ...], depth: int = 0) -> dict[str, Any]:
     if depth > 8:
         raise ConfigError(f"config 'base' chain too deep at {name_or_path!r}")
     path = Path(name_or_path)
     if not path.is_file():
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
+        path = next((d / f"{name_or_path}.yaml" for d in dirs if (d / f"{name_or_path}.yaml").is_file()), path)
     if not path.is_file():
-        raise FileNotFoundError(f"no train config {name_or_path!r}: not a YAML file nor one of {list_train_configs()}")
+        raise FileNotFoundError(f"no train config {name_or_path!r}: not a YAML file nor one of "
+                                f"{list_train_configs(dirs)}")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a train config must be a mapping")
     base = raw.pop("base", None)
-    return _merge(_load_raw(str(base), depth + 1), raw) if base else raw
+    return _merge(_load_raw(str(base), dirs, depth + 1), raw) if base else raw
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -282,9 +305,22 @@ def parse_override(text: str) -> dict[str, Any]:
     return parsed
 
 
-def load_train_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """A named config (``pixelrefer/train/configs/NAME.yaml``) or a YAML path, plus ``key=value`` overrides."""
-    raw = _load_raw(name_or_path) if name_or_path else {}
+def load_train_config(name_or_path: str | None = None, overrides: list[str] | None = None,
+                      schema: type[TrainConfig] = TrainConfig, dirs: tuple[Path, ...] = (CONFIG_DIR,),
+                      upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
+    """A named config (``NAME.yaml`` of ``dirs``, by default ``pixelrefer/train/configs``) or a YAML path, plus
+    ``key=value`` overrides, built as ``schema`` (a recipe passes its :class:`TrainConfig` subclass, and may
+    ``upgrade`` the raw mapping of configs written in an older layout before it is checked)."""
+    raw = _load_raw(name_or_path, dirs) if name_or_path else {}
     for text in overrides or []:
         raw = _merge(raw, parse_override(text))
-    return _build(TrainConfig, raw)
+    return _build(schema, upgrade(raw) if upgrade is not None else raw)
+
+
+def read_resolved(path: str | Path) -> TrainConfig:
+    """A run's resolved config (``config.yaml``) as the trainer's own sections; a recipe's extra sections are
+    left out (they only shaped what the recipe prepared before training)."""
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a train config must be a mapping")
+    return _build(TrainConfig, _known(TrainConfig, raw))

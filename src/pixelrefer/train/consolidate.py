@@ -18,7 +18,7 @@ from pixelrefer.config import PixelReferConfig
 from pixelrefer.errors import CheckpointError
 from pixelrefer.model.checkpoint import load_strict, read_state_dict
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
-from pixelrefer.train.config import RESOLVED_NAME, load_train_config
+from pixelrefer.train.config import RESOLVED_NAME, read_resolved
 from pixelrefer.train.engines import DCP_DIR, DEEPSPEED_TAG, tied_keys
 from pixelrefer.train.loop import STATE_FILE, latest_checkpoint
 
@@ -73,7 +73,7 @@ def copy_tokenizer(run_dir: Path, out: Path) -> None:
     resolved = run_dir / RESOLVED_NAME
     if not resolved.is_file():
         raise CheckpointError(f"{run_dir} has no {RESOLVED_NAME}; cannot find the run's tokenizer")
-    cfg = load_train_config(str(resolved))
+    cfg = read_resolved(resolved)
     source = Path(cfg.model.init_from) if cfg.model.init_from else cfg.data.tokenizer_dir
     if not (source / "tokenizer.json").is_file() and not (source / "tokenizer_config.json").is_file():
         raise CheckpointError(f"no tokenizer in {source} (the tokenizer of {run_dir})")

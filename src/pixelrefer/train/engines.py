@@ -14,8 +14,9 @@
     filled from the train config: batch sizes, accumulation, clipping, precision, offload); DeepSpeed's own
     sharded checkpoints.
 
-Every engine takes the unwrapped model with its stage already applied (``requires_grad`` set) and builds the
-optimizer (AdamW, one group per module group) and the warmup-cosine scheduler on the parameters it will own.
+Every engine takes the unwrapped model with its objective already applied (``requires_grad`` set) and builds the
+optimizer (AdamW over the objective's parameter groups) and the warmup-cosine scheduler on the parameters it
+will own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from importlib import resources
 from pathlib import Path
@@ -33,9 +35,9 @@ from torch import nn
 
 from pixelrefer.errors import CheckpointError, ConfigError
 from pixelrefer.model.checkpoint import read_state_dict
+from pixelrefer.train.config import OptimConfig
 from pixelrefer.train.distributed import Processes
-from pixelrefer.train.optim import OptimConfig, build_optimizer, build_scheduler
-from pixelrefer.train.stages import StageSpec
+from pixelrefer.train.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ DCP_DIR = "dcp"
 DEEPSPEED_TAG = "deepspeed"  # DeepSpeed's checkpoint subfolder of a step folder
 REGION_MODULES = ("projector", "object_tokenizer.mlp", "object_tokenizer.pos_proj", "oci")  # own FSDP units
 OFFLOAD_TARGETS = ("none", "cpu")
+ParamGroups = Callable[[nn.Module], list[dict[str, Any]]]  # the optimizer groups of a module (an Objective's)
 
 
 def _module_named(model: nn.Module, dotted: str) -> nn.Module | None:
@@ -60,13 +63,13 @@ class Engine:
 
     name = "single"
 
-    def __init__(self, module: nn.Module, procs: Processes, stage: StageSpec, optim_cfg: OptimConfig,
+    def __init__(self, module: nn.Module, procs: Processes, groups: ParamGroups, optim_cfg: OptimConfig,
                  total_steps: int, amp_dtype: torch.dtype | None, cfg: Any) -> None:
         self.procs, self.optim_cfg, self.cfg = procs, optim_cfg, cfg
         self.module = module.to(procs.device)
         self.amp_dtype = amp_dtype  # autocast dtype of the forward (None: none)
         self.model = self.wrap(self.module)
-        self.optimizer = build_optimizer(self.module, stage, optim_cfg)
+        self.optimizer = build_optimizer(groups(self.module), optim_cfg)
         self.scheduler = build_scheduler(self.optimizer, total_steps, optim_cfg)
 
     def wrap(self, module: nn.Module) -> nn.Module:
@@ -249,7 +252,7 @@ def deepspeed_config(strategy: str, cfg: Any, world_size: int, amp_dtype: torch.
 
 
 class DeepSpeedEngine(Engine):
-    def __init__(self, module: nn.Module, procs: Processes, stage: StageSpec, optim_cfg: OptimConfig,
+    def __init__(self, module: nn.Module, procs: Processes, groups: ParamGroups, optim_cfg: OptimConfig,
                  total_steps: int, amp_dtype: torch.dtype | None, cfg: Any) -> None:
         import deepspeed
 
@@ -260,7 +263,7 @@ class DeepSpeedEngine(Engine):
         if procs.device.type == "cpu":
             _no_shm_kernel()
         module = module.to(procs.device)
-        optimizer = build_optimizer(module, stage, optim_cfg)
+        optimizer = build_optimizer(groups(module), optim_cfg)
         scheduler = build_scheduler(optimizer, total_steps, optim_cfg)
         self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=module, optimizer=optimizer, lr_scheduler=scheduler, config=self.conf)
@@ -309,8 +312,10 @@ ENGINES: dict[str, type[Engine]] = {"single": Engine, "ddp": DDPEngine, "fsdp2":
                                     "deepspeed_zero2": DeepSpeedEngine, "deepspeed_zero3": DeepSpeedEngine}
 
 
-def build_engine(module: nn.Module, procs: Processes, stage: StageSpec, optim_cfg: OptimConfig, total_steps: int,
+def build_engine(module: nn.Module, procs: Processes, groups: ParamGroups, optim_cfg: OptimConfig, total_steps: int,
                  amp_dtype: torch.dtype | None, cfg: Any) -> Engine:
+    """The engine of ``cfg.strategy``; ``groups(module)`` gives the optimizer's parameter groups of the module as
+    the engine holds it (after FSDP2 has sharded it)."""
     if cfg.strategy not in ENGINES:
         raise ConfigError(f"unknown strategy {cfg.strategy!r}; use one of {list(STRATEGIES)}")
     if cfg.strategy == "single" and procs.distributed:
@@ -318,4 +323,4 @@ def build_engine(module: nn.Module, procs: Processes, stage: StageSpec, optim_cf
                           "use ddp, fsdp2 or a deepspeed strategy")
     if cfg.strategy == "fsdp2" and not procs.distributed:
         raise ConfigError("strategy fsdp2 needs a multi-process launch (torchrun --nproc_per_node N)")
-    return ENGINES[cfg.strategy](module, procs, stage, optim_cfg, total_steps, amp_dtype, cfg)
+    return ENGINES[cfg.strategy](module, procs, groups, optim_cfg, total_steps, amp_dtype, cfg)

@@ -1,5 +1,7 @@
-"""The training loop: plain PyTorch, gradient accumulation, autocast where it pays, clipping, JSONL metrics,
-and checkpoints that resume the exact same run (weights, optimizer, scheduler, RNG states, data position).
+"""The one training loop: plain PyTorch, gradient accumulation, autocast where it pays, clipping, JSONL metrics,
+a progress bar, and checkpoints that resume the exact same run (weights, optimizer, scheduler, RNG states, data
+position). What a stage optimises is its :class:`~pixelrefer.train.objective.Objective` (PixelRefer's next-token
+loss by default; a recipe may bring another, such as the vision tower's region-label pretraining).
 Nothing is unpickled: RNG states are JSON, optimizer and scheduler states are read with ``weights_only=True``;
 on resume ``metrics.jsonl`` is cut back to the checkpoint's step.
 
@@ -7,7 +9,8 @@ The strategy (single process, DDP, FSDP2, DeepSpeed ZeRO-2/3) is an engine of :m
 that wraps the model and owns optimizer, scheduler, stepping and the checkpoint format; the loop is the same
 for all. The data order of epoch ``e`` is a permutation drawn from ``seed`` and ``e`` alone, cut into global
 micro-batches of which process ``r`` of ``N`` takes every ``N``-th; resuming only needs the epoch and the
-number of global micro-batches already consumed in it.
+number of global micro-batches already consumed in it. A :class:`~pixelrefer.train.objective.BatchStream`
+instead of a dataset (data made on the fly, one process) resumes from the position it reports after each batch.
 """
 
 from __future__ import annotations
@@ -36,9 +39,8 @@ from pixelrefer.errors import CheckpointError, ConfigError, DataError
 from pixelrefer.train.config import TrainConfig
 from pixelrefer.train.distributed import Processes, init_processes
 from pixelrefer.train.engines import build_engine
-from pixelrefer.train.lora import trainable_predicate
-from pixelrefer.train.optim import OptimConfig
-from pixelrefer.train.stages import StageSpec, apply_stage, get_stage
+from pixelrefer.train.objective import BatchStream, NextTokenObjective, Objective
+from pixelrefer.train.stages import StageSpec, get_stage
 from pixelrefer.types import ModelInputs
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class TrainerState:
     elapsed_s: float = 0.0
     strategy: str = "single"
     world_size: int = 1
+    stream: dict[str, Any] | None = None  # a BatchStream's position (None for a dataset)
 
 
 class JsonlLogger:
@@ -183,29 +186,37 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 class Trainer:
-    """Trains ``model`` on ``train_set`` per ``cfg``; see the module docstring."""
+    """Trains ``model`` on ``train_set`` (a dataset or a :class:`BatchStream`) per ``cfg`` and ``objective``
+    (default: the next-token loss under ``cfg``'s stage); see the module docstring."""
 
-    def __init__(self, model: nn.Module, train_set: Dataset, collator: Any, cfg: TrainConfig,
-                 eval_set: Dataset | None = None, procs: Processes | None = None) -> None:
+    def __init__(self, model: nn.Module, train_set: Dataset | BatchStream, collator: Any, cfg: TrainConfig,
+                 eval_set: Dataset | None = None, procs: Processes | None = None,
+                 objective: Objective | None = None) -> None:
         self.procs = procs if procs is not None else init_processes(cfg.device)
         self.cfg = cfg = cfg.for_processes(self.procs.world_size)
         self.device = self.procs.device
         self.train_set, self.eval_set, self.collator = train_set, eval_set, collator
         self.stage = resolve_stage(cfg)
+        self.objective = objective if objective is not None else NextTokenObjective(self.stage, cfg.optim.weight_decay)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.plan = apply_stage(model, self.stage, trainable_predicate(model))
-        o = cfg.optim
-        self.optim_cfg = OptimConfig(o.weight_decay, tuple(o.betas), o.eps, o.warmup_ratio, o.min_lr_ratio,
-                                     o.grad_clip)
-        self.batches_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-        if self.batches_per_epoch == 0:
-            raise DataError("the training set is empty")
+        self.plan = self.objective.prepare(model)
+        self.optim_cfg = cfg.optim
         world = self.procs.world_size
+        if isinstance(train_set, BatchStream):
+            if world > 1:
+                raise ConfigError("a batch stream trains in one process; launch this stage without torchrun")
+            if cfg.max_steps is None:
+                raise ConfigError("a batch stream is endless: set max_steps")
+            self.batches_per_epoch = 0
+        else:
+            self.batches_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+            if self.batches_per_epoch == 0:
+                raise DataError("the training set is empty")
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * self.batches_per_epoch /
                                                              (cfg.grad_accum * world)))
-        self.engine = build_engine(model, self.procs, self.stage, self.optim_cfg, self.total_steps,
-                                   autocast_dtype(cfg.precision, self.device), cfg)
+        self.engine = build_engine(model, self.procs, self.objective.param_groups, self.optim_cfg,
+                                   self.total_steps, autocast_dtype(cfg.precision, self.device), cfg)
         self.amp_dtype = self.engine.amp_dtype
         self.module, self.model = self.engine.module, self.engine.model
         self.optimizer, self.scheduler = self.engine.optimizer, self.engine.scheduler
@@ -236,10 +247,16 @@ class Trainer:
                 yield epoch, pos, batches[pos]
             epoch, position = epoch + 1, 0
 
-    def micro_batches(self) -> Iterator[ModelInputs]:
+    def micro_batches(self) -> Iterator[Any]:
         """This process's micro-batches from the saved position on: global micro-batch ``k`` goes to process
         ``k % world_size``, so each optimizer step sees the same samples as one process with
         ``grad_accum * world_size`` micro-batches. The state advances by whole rounds of ``world_size``."""
+        if isinstance(self.train_set, BatchStream):
+            for batch, samples, position in self.train_set.batches(self.state.stream):
+                self.state.stream = position
+                self.state.samples += samples
+                yield batch
+            return
         world, rank = self.procs.world_size, self.procs.rank
         start = (self.state.epoch, self.state.position)
         mine = (b for b in itertools.islice(self.global_stream(*start), rank, None, world))
@@ -255,50 +272,33 @@ class Trainer:
             yield batch
 
     # ------------------------------------------------------------------------------------------ steps
-    def _autocast(self):
+    def autocast(self):
+        """The forward's autocast context (none in fp32)."""
         if self.amp_dtype is None:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def train_step(self, batches: Iterator[ModelInputs]) -> dict[str, float]:
+    def train_step(self, batches: Iterator[Any]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches per process."""
         self.model.train()
         lrs = self.engine.learning_rates()
         losses, tokens = [], 0
         for i in range(self.cfg.grad_accum):
-            batch = self.to_device(next(batches))
+            batch = next(batches)
             with self.engine.accumulating(last=i == self.cfg.grad_accum - 1):
-                with self._autocast():
-                    loss = self.model(**batch.as_kwargs()).loss
+                with self.autocast():
+                    loss, targets = self.objective.loss(self.model, batch, self.device)
                 self.engine.backward(loss)
             losses.append(float(loss.detach()))
-            tokens += int((batch.labels != -100).sum()) if batch.labels is not None else 0
+            tokens += targets
         grad_norm = self.engine.step()
         self.state.step += 1
         return {"loss": self.procs.mean(sum(losses) / len(losses)), "grad_norm": grad_norm,
                 "target_tokens": int(self.procs.sum(tokens)), "lr": lrs}
 
-    @torch.no_grad()
-    def evaluate(self) -> float | None:
-        """Mean token loss over the eval set (its batches shared out over the processes)."""
-        if self.eval_set is None or len(self.eval_set) == 0:
-            return None
-        self.model.eval()
-        total, count = 0.0, 0
-        starts = list(range(0, len(self.eval_set), self.cfg.batch_size))
-        rounds = math.ceil(len(starts) / self.procs.world_size)
-        for r in range(rounds):  # every process runs the same number of forwards (FSDP2/ZeRO-3 gather in each)
-            k = r * self.procs.world_size + self.procs.rank
-            start = starts[k] if k < len(starts) else starts[-1]
-            idx = range(start, min(start + self.cfg.batch_size, len(self.eval_set)))
-            batch = self.to_device(self.collator([self.eval_set[i] for i in idx]))
-            with self._autocast():
-                loss = self.model(**batch.as_kwargs()).loss
-            if k < len(starts):
-                n = int((batch.labels[:, 1:] != -100).sum())
-                total, count = total + float(loss) * n, count + n
-        total, count = self.procs.sum(total), self.procs.sum(count)
-        return total / max(count, 1)
+    def evaluate(self) -> dict[str, Any] | None:
+        """The objective's evaluation (for the next-token loss: the eval set's mean token loss)."""
+        return self.objective.evaluate(self)
 
     # ------------------------------------------------------------------------------------------ run
     def fit(self, stop_at: int | None = None) -> TrainerState:
@@ -311,7 +311,7 @@ class Trainer:
         end = min(self.total_steps, stop_at) if stop_at is not None else self.total_steps
         batches = self.micro_batches()
         bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not (cfg.progress and main),
-                   desc="train", unit="step", dynamic_ncols=True)
+                   desc=self.objective.name, unit="step", dynamic_ncols=True)
         start = time.perf_counter() - self.state.elapsed_s
         while self.state.step < end:
             record = self.train_step(batches)
@@ -324,10 +324,12 @@ class Trainer:
                                   "samples": self.state.samples, "elapsed_s": round(self.state.elapsed_s, 2),
                                   **record})
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == self.total_steps:
-                eval_loss = self.evaluate()
-                if eval_loss is not None and self.metrics is not None:
-                    self.metrics.log({"type": "eval", "step": step, "eval_loss": eval_loss})
-                    logger.info("step %d: eval loss %.4f", step, eval_loss)
+                evaluation = self.evaluate()
+                if evaluation is not None and self.metrics is not None:
+                    self.metrics.log({"type": "eval", "step": step, **evaluation,
+                                      "elapsed_s": round(time.perf_counter() - start, 2)})
+                    logger.info("%s step %d: %s", self.objective.name, step,
+                                ", ".join(f"{k} {v:.4f}" for k, v in evaluation.items() if isinstance(v, float)))
             if (cfg.save_every and step % cfg.save_every == 0) or step == self.total_steps:
                 self.save_checkpoint()
         bar.close()

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from pixelrefer.train.config import OptimConfig
 from pixelrefer.train.stages import StageSpec, group_of
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    warmup_ratio: float = 0.03
-    min_lr_ratio: float = 0.0  # cosine floor as a fraction of each group's peak lr
-    grad_clip: float = 1.0
 
 
 def no_decay(name: str, param: torch.Tensor) -> bool:
@@ -44,19 +34,20 @@ def param_groups(model: nn.Module, stage: StageSpec, weight_decay: float) -> lis
     ]
 
 
-def build_optimizer(model: nn.Module, stage: StageSpec, cfg: OptimConfig) -> torch.optim.AdamW:
-    groups = param_groups(model, stage, cfg.weight_decay)
+def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over parameter groups (each with its ``lr``, ``weight_decay`` and ``group`` name)."""
     if not groups:
-        raise ValueError(f"stage {stage.name!r} leaves no trainable parameter")
+        raise ValueError("no trainable parameter to optimize")
     return torch.optim.AdamW(groups, betas=cfg.betas, eps=cfg.eps, foreach=False)
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
-    """Multiplier of the peak lr at optimizer step ``s`` (0-based)."""
+def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float, to_peak: bool = False):
+    """Multiplier of the peak lr at optimizer step ``s`` (0-based): linear warmup, ``(s + 1) / (W + 1)``
+    (``(s + 1) / W`` with ``to_peak``), then cosine decay to ``min_ratio``."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
+            return (step + 1) / (warmup_steps + (0 if to_peak else 1))
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
@@ -64,5 +55,5 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, cfg: OptimConfig) -> LambdaLR:
-    warmup = math.ceil(cfg.warmup_ratio * total_steps)
-    return LambdaLR(optimizer, warmup_cosine(total_steps, warmup, cfg.min_lr_ratio))
+    return LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup(total_steps), cfg.min_lr_ratio,
+                                             cfg.warmup_to_peak))

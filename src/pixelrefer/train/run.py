@@ -1,5 +1,7 @@
-"""A whole training run from a :class:`TrainConfig`: data (built if synthetic and absent), tokenizer (trained if
-absent), model (preset or checkpoint), training, export of model + tokenizer in our checkpoint format."""
+"""A whole training run from a :class:`TrainConfig`, on data and a tokenizer already on disk: model (preset or
+checkpoint, optionally with a pretrained vision tower), training, export of model + tokenizer in our checkpoint
+format. A recipe (``pixelrefer.recipes``) prepares what a run needs first (data, tokenizer, vision tower) and
+then calls :func:`run`; this module never builds data itself."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from pixelrefer.errors import CheckpointError, ConfigError
+from pixelrefer.model.checkpoint import load_strict
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
 from pixelrefer.processing.processor import PixelReferProcessor
 from pixelrefer.train.config import TrainConfig
@@ -22,38 +26,23 @@ from pixelrefer.train.lora import apply_lora, check_lora, is_peft, merge, save_a
 
 logger = logging.getLogger(__name__)
 
-
-def prepare_data(cfg: TrainConfig) -> None:
-    """Build the synthetic dataset if the config asks for it and it is not on disk."""
-    root = Path(cfg.data.root)
-    if (root / cfg.data.train_file).is_file():
-        return
-    if cfg.data.synth is None:
-        raise FileNotFoundError(f"{root / cfg.data.train_file} does not exist and data.synth is not set")
-    from pixelrefer.synth import build_dataset
-
-    logger.info("building the synthetic dataset in %s", root)
-    build_dataset(root, progress=cfg.progress, **cfg.data.synth)
+VISION_WEIGHTS_FILE = "vision.safetensors"  # of a model.vision_init folder
+VISION_PREFIXES = ("vision_model.", "object_tokenizer.pos_proj.")  # the tensors it holds
 
 
-def prepare_tokenizer(cfg: TrainConfig) -> Any:
-    """Load the tokenizer folder, training it on the training split's text first if it is absent."""
+def load_tokenizer(cfg: TrainConfig) -> Any:
+    """The run's tokenizer folder (``data.tokenizer``, default ``DATA_ROOT/tokenizer``)."""
     from transformers import AutoTokenizer
 
     directory = cfg.data.tokenizer_dir
     if not (directory / "tokenizer.json").is_file():
-        if cfg.model.init_from is not None or cfg.data.synth is None:
-            raise FileNotFoundError(f"no tokenizer in {directory}")
-        from pixelrefer.synth.tokenizer import corpus_texts, train_tokenizer
-
-        logger.info("training the tokenizer into %s", directory)
-        train_tokenizer(corpus_texts(cfg.data.root, (cfg.data.train_file,)), directory,
-                        vocab_size=cfg.data.vocab_size)
+        raise FileNotFoundError(f"no tokenizer in {directory}")
     return AutoTokenizer.from_pretrained(directory)
 
 
 def build_model(cfg: TrainConfig, tokenizer: Any) -> PixelReferForConditionalGeneration:
-    """A random-init preset model (seeded by ``cfg.seed``) or a checkpoint's weights."""
+    """A random-init preset model (seeded by ``cfg.seed``) or a checkpoint's weights; with ``model.vision_init``
+    the vision tower and box position embedding come from that folder."""
     if cfg.model.init_from is not None:
         from pixelrefer.model.loading import load_checkpoint
 
@@ -65,32 +54,51 @@ def build_model(cfg: TrainConfig, tokenizer: Any) -> PixelReferForConditionalGen
     seed_everything(cfg.seed)
     model = PixelReferForConditionalGeneration(config)
     if cfg.model.vision_init is not None:
-        prepare_vision(cfg, model)
+        folder = Path(cfg.model.vision_init)
+        if not (folder / VISION_WEIGHTS_FILE).is_file():
+            raise FileNotFoundError(f"{folder / VISION_WEIGHTS_FILE} does not exist (model.vision_init)")
+        load_vision_weights(model, folder)
+        logger.info("vision tower and box position embedding loaded from %s", folder)
     return model
 
 
-def prepare_vision(cfg: TrainConfig, model: PixelReferForConditionalGeneration) -> None:
-    """Load ``model.vision_init`` into the model, running the vision pretraining there first if it is absent."""
-    from pixelrefer.train.vision_pretrain import (
-        WEIGHTS_FILE,
-        folder_lock,
-        load_vision_weights,
-        pretrain_vision,
-    )
-    from pixelrefer.utils.device import resolve_device
+def vision_state(model: PixelReferForConditionalGeneration) -> dict[str, torch.Tensor]:
+    """The tensors ``model.vision_init`` provides, under the model's names, on the CPU."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(VISION_PREFIXES)}
 
-    folder = Path(str(cfg.model.vision_init))
-    if not (folder / WEIGHTS_FILE).is_file():
-        if cfg.vision_pretrain is None:
-            raise FileNotFoundError(f"{folder / WEIGHTS_FILE} does not exist and vision_pretrain is not set")
-        with folder_lock(folder):
-            if not (folder / WEIGHTS_FILE).is_file():  # another run may have finished it while this one waited
-                logger.info("pretraining the vision tower into %s", folder)
-                device = resolve_device(cfg.device)
-                pretrain_vision(model.to(device), cfg.vision_pretrain, folder, device, cfg.progress)
-                model.to("cpu")
-    load_vision_weights(model, folder)
-    logger.info("vision tower and box position embedding loaded from %s", folder)
+
+def save_vision_weights(model: PixelReferForConditionalGeneration, directory: str | Path) -> Path:
+    """Write :func:`vision_state` to ``DIRECTORY/vision.safetensors`` atomically (a present file is complete)."""
+    path = Path(directory) / VISION_WEIGHTS_FILE
+    save_atomic(vision_state(model), path)
+    return path
+
+
+def save_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_vision_weights(model: PixelReferForConditionalGeneration, directory: str | Path) -> None:
+    """Load a ``vision.safetensors`` into ``model`` (every tensor must fit: names and shapes checked)."""
+    from safetensors.torch import load_file
+
+    path = Path(directory) / VISION_WEIGHTS_FILE
+    state = {k.replace("object_tokenizer.", "", 1): v for k, v in load_file(str(path)).items()}
+    sub = nn.ModuleDict({"vision_model": model.vision_model, "pos_proj": model.object_tokenizer.pos_proj})
+    try:
+        load_strict(sub, state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+
+
+def set_threads(cfg: TrainConfig) -> None:
+    """Apply ``num_threads`` (torch's CPU threads) if the config sets it."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
 
 
 def check_resume(resume: str) -> None:
@@ -105,21 +113,13 @@ def check_resume(resume: str) -> None:
 
 
 def build_trainer(cfg: TrainConfig, resume: str = "never") -> tuple[Trainer, Any]:
-    """Everything but the loop itself; ``resume`` is ``never``, ``auto`` (latest checkpoint if any) or a path.
-
-    In a multi-process run the main process builds missing data and tokenizer while the others wait.
-    """
+    """Everything but the loop itself; ``resume`` is ``never``, ``auto`` (latest checkpoint if any) or a path."""
     check_resume(resume)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    set_threads(cfg)
     procs = init_processes(cfg.device)
     if cfg.lora is not None:
         check_lora(cfg.lora, procs.device, cfg.strategy)
-    if procs.is_main:
-        prepare_data(cfg)
-        prepare_tokenizer(cfg)
-    procs.barrier()
-    tokenizer = prepare_tokenizer(cfg)
+    tokenizer = load_tokenizer(cfg)
     model = build_model(cfg, tokenizer)
     processor = PixelReferProcessor(tokenizer, model.config)
     if cfg.lora is not None:
@@ -134,14 +134,20 @@ def build_trainer(cfg: TrainConfig, resume: str = "never") -> tuple[Trainer, Any
                                      cfg.data.eval_limit)
     seed_everything(cfg.seed)
     trainer = Trainer(model, train_set, Collator(processor, "right"), cfg, eval_set, procs)
-    found = latest_checkpoint(cfg.output_dir)
-    if resume == "never" and found is not None and procs.is_main:
+    resume_trainer(trainer, resume)
+    return trainer, tokenizer
+
+
+def resume_trainer(trainer: Trainer, resume: str) -> None:
+    """Load the checkpoint ``resume`` names into ``trainer`` (``auto``: the latest of its output folder, if any;
+    ``never``: none, with a warning when the folder already holds checkpoints)."""
+    found = latest_checkpoint(trainer.output_dir)
+    if resume == "never" and found is not None and trainer.procs.is_main:
         logger.warning("%s already holds checkpoints (latest %s); starting a new run over them (resume=auto "
-                       "continues it instead)", cfg.output_dir, found.name)
+                       "continues it instead)", trainer.output_dir, found.name)
     checkpoint = found if resume == "auto" else (None if resume == "never" else Path(resume))
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
-    return trainer, tokenizer
 
 
 def export(trainer: Trainer, tokenizer: Any, directory: str | Path) -> Path:

@@ -1,0 +1,75 @@
+"""The one definition of what shapes a synthetic dataset (:class:`SynthConfig`, its defaults also those of
+:func:`~pixelrefer.synth.scenes.render_scene` and :func:`~pixelrefer.synth.videos.render_video`) and of the small
+models' tokenizer size; ``pixelrefer synth``, the dataset build and the recipes' ``data.synth`` section use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pixelrefer.errors import ConfigError
+
+MIN_IMAGE_SIZE = 8  # smaller scenes cannot hold an object
+MAX_IMAGE_SIZE = 4096
+VIDEO_MASKS = ("first", "all")
+DEFAULT_VOCAB_SIZE = 1024  # the small models' tokenizer, special tokens included
+IMAGE_SIZE = (224, 224)  # (height, width) of scenes and video frames
+SCENE_OBJECTS = (3, 6)  # objects per image scene (inclusive range)
+VIDEO_OBJECTS = (2, 4)  # tracks per video
+VIDEO_FRAMES = (4, 8)  # frames per video
+VIDEO_FPS = 1.0
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Every argument that shapes the output; recorded verbatim in ``dataset_info.json``.
+
+    ``image_size`` may be given as one side (square scenes); it is kept as ``(height, width)``.
+    ``video_masks="first"`` stores each referred object's mask on its first visible frame only (one region per
+    object, as PixelRefer trains); ``"all"`` on every frame where it is visible (PixelRefer-Lite style).
+    """
+
+    n_train: int = 2000
+    n_val: int = 200
+    n_test: int = 200
+    n_heldout: int = 200
+    seed: int = 0
+    video_fraction: float = 0.2
+    image_size: int | tuple[int, int] = IMAGE_SIZE
+    samples_per_scene: int = 2
+    n_objects: tuple[int, int] = SCENE_OBJECTS
+    video_objects: tuple[int, int] = VIDEO_OBJECTS
+    num_frames: tuple[int, int] = VIDEO_FRAMES
+    fps: float = VIDEO_FPS
+    video_masks: str = "first"
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if isinstance(size, int) and not isinstance(size, bool):
+            size = (size, size)
+        try:
+            size = (int(size[0]), int(size[1]))  # type: ignore[index]
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ConfigError(f"image_size must be a side or (height, width) in pixels, got {self.image_size!r}") from exc
+        object.__setattr__(self, "image_size", size)
+        for name in ("n_train", "n_val", "n_test", "n_heldout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+        if not (isinstance(self.video_fraction, int | float) and 0.0 <= self.video_fraction <= 1.0):
+            raise ConfigError(f"video_fraction must be in [0, 1], got {self.video_fraction!r}")
+        if not all(MIN_IMAGE_SIZE <= s <= MAX_IMAGE_SIZE for s in size):
+            raise ConfigError(f"image_size must be within {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} pixels, got {size}")
+        if self.samples_per_scene < 1:
+            raise ConfigError(f"samples_per_scene must be at least 1, got {self.samples_per_scene}")
+        if self.video_masks not in VIDEO_MASKS:
+            raise ConfigError(f"video_masks must be 'first' or 'all', got {self.video_masks!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}")
+
+    @property
+    def side(self) -> int:
+        """The side of square scenes (the height)."""
+        return self.image_size[0]  # type: ignore[index]
+
+    def count(self, split: str) -> int:
+        return {"train": self.n_train, "val": self.n_val, "test": self.n_test, "heldout": self.n_heldout}[split]
