@@ -140,7 +140,8 @@ def main() -> None:
             result |= {"annotations": str(args.annotations.relative_to(ROOT)) if args.annotations.is_relative_to(ROOT)
                        else str(args.annotations), "photos": len(photos), "torch": torch.__version__,
                        "machine": platform.machine()}
-        else:
+        else:  # the control's items are reproduced from the seed; only the summary is kept
+            result.pop("items")
             result |= {"control_scenes": args.control_scenes, "control_seed": CONTROL_SEED, "torch": torch.__version__}
         path = args.out / f"{name}.json"
         path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

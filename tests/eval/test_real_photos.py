@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from pixelrefer.errors import DataError
-from pixelrefer.eval.real_photos import SKILLS, load_annotations, position_word, questions, size_word
+from pixelrefer.eval.real_photos import (
+    SKILLS,
+    load_annotations,
+    position_word,
+    questions,
+    relation_holds,
+    size_word,
+)
 from pixelrefer.synth import world
 
 ANNOTATIONS = Path(__file__).resolve().parent.parent / "data" / "real_photos.json"
@@ -41,6 +48,10 @@ def test_rules_match_the_world() -> None:
     assert size_word((0, 0, 30, 10), 100, 200) is None  # in the gap between medium and large
     assert position_word((0, 0, 20, 20), 100, 100) == "top left"
     assert position_word((23, 0, 43, 20), 100, 100) is None  # centre x = 0.33, on a border of the thirds
+    assert relation_holds("left_of", (0, 0, 10, 10), (20, 0, 30, 10), 100, 100) is True  # centres 20 px apart
+    assert relation_holds("left_of", (0, 0, 10, 10), (5, 50, 15, 60), 100, 100) is None  # 5 px: not clear-cut
+    assert relation_holds("smaller_than", (0, 0, 10, 10), (0, 0, 20, 10), 100, 100) is True  # area ratio 2
+    assert relation_holds("larger_than", (0, 0, 10, 10), (0, 0, 14, 10), 100, 100) is None  # ratio 1.4 < 1.6
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -93,7 +93,8 @@ def position_word(box: Box, height: int, width: int) -> str | None:
 
 
 def relation_holds(relation: str, a: Box, b: Box, height: int, width: int) -> bool | None:
-    """Whether ``a`` is ``relation`` to ``b`` by the world's thresholds; None when it is not clear-cut."""
+    """Whether ``a`` is ``relation`` to ``b`` by the world's thresholds (:func:`pixelrefer.synth.tasks._relations`
+    on box centres; sizes compare box areas, where the world compares visible mask areas); None when not clear-cut."""
     (ax, ay), (bx, by) = ((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
     if relation in ("left_of", "right_of"):
         return None if abs(ax - bx) < SEPARATION * width else (ax < bx) == (relation == "left_of")
