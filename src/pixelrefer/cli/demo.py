@@ -6,14 +6,16 @@ from typing import Annotated
 
 import typer
 
-from pixelrefer.cli.ask import (
+from pixelrefer.cli.common import (
     DEFAULT_MODEL,
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
+    cli_errors,
+    console,
+    fail,
     load_pipeline,
 )
-from pixelrefer.cli.common import cli_errors, console, fail
 
 
 def demo(

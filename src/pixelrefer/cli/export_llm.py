@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pixelrefer.cli.ask import DeviceOpt, load_pipeline
+from pixelrefer.cli.common import DeviceOpt, load_pipeline
 from pixelrefer.constants import DEFAULT_MAX_SHARD_SIZE
 
 
