@@ -117,7 +117,7 @@ def split_one_request(tokens: int, repeats: int = 5) -> dict:
     """Seconds of one request in process: our encode + vision/region embedding vs transformers generate."""
     from pixelrefer.inference.api import PixelRefer
     from pixelrefer.inference.generation import GenerationConfig
-    from pixelrefer.processing.processor import as_media
+    from pixelrefer.media import load_media
     from pixelrefer.regions import Region
 
     pipe = PixelRefer.from_pretrained(PRESET, device="cpu", dtype="float32", segmenter="classical")
@@ -127,7 +127,7 @@ def split_one_request(tokens: int, repeats: int = 5) -> dict:
     for i in range(repeats + 1):
         region = Region.from_dict(body("", i, tokens)["regions"][0])
         t0 = time.perf_counter()
-        media = as_media(image)
+        media = load_media(image)
         sample = pipe._encode(media, pipe.resolve_regions(media, [region]), QUESTION)
         prompts = pipe._prompts(pipe.processor.collate([sample], padding_side="left"), [None])
         t1 = time.perf_counter()

@@ -42,11 +42,11 @@ def _mask(h: int, w: int, box: tuple[int, int, int, int]) -> np.ndarray:
 
 def _todays_answer(pipe: PixelRefer, requests: list[AskRequest], generation: GenerationConfig) -> list[list[int]]:
     """The generation path before engines: ``model.generate`` on input ids + pixels (``PixelRefer._generate``)."""
-    from pixelrefer.processing.processor import as_media
+    from pixelrefer.media import load_media
 
     samples = []
     for r in requests:
-        media = as_media(r.media)
+        media = load_media(r.media)
         samples.append(pipe._encode(media, pipe.resolve_regions(media, r.regions), r.question))
     batch = pipe.processor.collate(samples, padding_side="left")
     seqs = pipe._generate(batch.input_ids, batch.attention_mask, batch.visual, generation)
@@ -72,9 +72,9 @@ def test_stream_text_equals_the_answer(pipe: PixelRefer, image: np.ndarray) -> N
 
 
 def _prompt(pipe: PixelRefer, image: np.ndarray, cancel: threading.Event | None = None) -> EmbedsPrompt:
-    from pixelrefer.processing.processor import as_media
+    from pixelrefer.media import load_media
 
-    media = as_media(image)
+    media = load_media(image)
     sample = pipe._encode(media, pipe.resolve_regions(media, [_mask(64, 80, (5, 5, 40, 30))]), QUESTION)
     (prompt,) = pipe._prompts(pipe.processor.collate([sample], padding_side="left"), [cancel])
     return prompt

@@ -25,7 +25,7 @@ from pixelrefer.engines.export_llm import export_llm
 from pixelrefer.engines.vllm_server import VLLM_PYTHON_ENV, vllm_server
 from pixelrefer.inference.api import AskRequest, PixelRefer
 from pixelrefer.inference.generation import GenerationConfig
-from pixelrefer.processing.processor import as_media
+from pixelrefer.media import load_media
 from pixelrefer.regions import Region
 from pixelrefer.server import ServerSettings, create_app
 
@@ -111,7 +111,7 @@ def test_concurrent_batch_identical_tokens(pipes: dict[str, PixelRefer]) -> None
 
 
 def _prompt(pipe: PixelRefer) -> EmbedsPrompt:
-    media = as_media(make_scene())
+    media = load_media(make_scene())
     sample = pipe._encode(media, pipe.resolve_regions(media, [Region.from_dict(REGIONS[0][0])]), QUESTIONS[0])
     (prompt,) = pipe._prompts(pipe.processor.collate([sample], padding_side="left"), [None])
     return prompt

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixelrefer.cli.common import (
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
     DEFAULT_MODEL,
     REGION_ORDER,
     DeviceOpt,
@@ -31,24 +33,21 @@ from pixelrefer.cli.common import (
     region_options,
 )
 
-if TYPE_CHECKING:  # numpy, media and the model stack (torch, transformers) are imported only when a command runs
-    import numpy as np
-
+if TYPE_CHECKING:  # media and the model stack (torch, transformers) are imported only when a command runs
     from pixelrefer.inference.api import Answer
-    from pixelrefer.media import VideoClip
+    from pixelrefer.media import Media
     from pixelrefer.regions import Region, ResolvedRegion
 
 OverlayOpt = Annotated[Path | None, typer.Option(
     "--overlay", help="write the regions drawn on the media (.png; .gif/.mp4 for every video frame)")]
 
 
-def write_overlay(path: Path, media: np.ndarray | VideoClip, resolved: list[ResolvedRegion]) -> Path:
+def write_overlay(path: Path, media: Media, resolved: list[ResolvedRegion]) -> Path:
     """Draw the regions: one PNG (the first annotated frame for a video) or every frame as .gif/.mp4."""
-    from pixelrefer.media import VideoClip
     from pixelrefer.viz import overlay, overlay_frames, save_overlay
 
-    if not isinstance(media, VideoClip):
-        return save_overlay(overlay(media, [r.masks.get(0) for r in resolved]), path)
+    if not media.is_video:
+        return save_overlay(overlay(media.frames[0], [r.masks.get(0) for r in resolved]), path)
     if path.suffix.lower() in (".gif", ".mp4", ".webm", ".avi", ".mkv", ".mov"):
         return save_overlay(overlay_frames(media.frames, resolved), path)
     first = min((f for r in resolved for f in r.masks), default=0)
@@ -82,8 +81,8 @@ def ask(
     stream: Annotated[bool, typer.Option("--stream", help="print the answer while it is generated (not with --json)")] = False,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
-    fps: FpsOpt = 1.0,
-    max_frames: MaxFramesOpt = 16,
+    fps: FpsOpt = DEFAULT_FPS,
+    max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
 ) -> None:
     """Ask a question about regions of an image or a video.
 
@@ -131,8 +130,8 @@ def describe(
     max_new_tokens: TokensOpt = 128,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
-    fps: FpsOpt = 1.0,
-    max_frames: MaxFramesOpt = 16,
+    fps: FpsOpt = DEFAULT_FPS,
+    max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
 ) -> None:
     """Describe each region separately (one answer per region; the media is encoded once).
 

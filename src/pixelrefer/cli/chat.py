@@ -17,6 +17,8 @@ from typing import Annotated, TextIO
 import typer
 
 from pixelrefer.cli.common import (
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
     DEFAULT_MODEL,
     DeviceOpt,
     DtypeOpt,
@@ -58,8 +60,8 @@ def chat(
     dtype: DtypeOpt = "auto",
     max_new_tokens: TokensOpt = 128,
     as_json: JsonOpt = False,
-    fps: FpsOpt = 1.0,
-    max_frames: MaxFramesOpt = 16,
+    fps: FpsOpt = DEFAULT_FPS,
+    max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
 ) -> None:
     """Talk about regions of an image or video; one question per line on stdin, /quit to stop.
 

@@ -29,12 +29,11 @@ from rich.markup import escape
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer 0.29 vendors click; not re-exported
 
 from pixelrefer.errors import CheckpointError, PixelReferError, RegionError
+from pixelrefer.media.sampling import DEFAULT_SAMPLING
 
 if TYPE_CHECKING:  # numpy, media and the model stack are imported only when a command runs
-    import numpy as np
-
     from pixelrefer.inference.api import PixelRefer
-    from pixelrefer.media import VideoClip
+    from pixelrefer.media import Media
     from pixelrefer.regions import Region
 
 logger = logging.getLogger(__name__)
@@ -169,24 +168,26 @@ TokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="longest answer
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object instead of text")]
 
 # ------------------------------------------------------------------------------------------- media
-FpsOpt = Annotated[float, typer.Option("--fps", help="video: frames sampled per second", min=0.01)]
+# Video sampling options; their defaults are those of the one sampling default, DEFAULT_SAMPLING.
+FpsOpt = Annotated[float | None, typer.Option(
+    "--fps", help="video: sample this many frames per second (default: --max-frames spread over the clip)", min=0.01)]
 MaxFramesOpt = Annotated[int, typer.Option("--max-frames", help="video: at most this many frames", min=1)]
+DEFAULT_FPS = DEFAULT_SAMPLING.fps
+DEFAULT_MAX_FRAMES = DEFAULT_SAMPLING.max_frames
 
 
-def load_media(path: Path, fps: float | None, max_frames: int) -> np.ndarray | VideoClip:
-    """An image as an RGB array, or a video's sampled frames (with a status line while decoding)."""
-    from pixelrefer.media import MediaError, is_video_path, load_image, read_video
+def read_media(path: Path, fps: float | None, max_frames: int) -> Media:
+    """An image or a video's sampled frames as :class:`~pixelrefer.media.Media` (a status line while decoding)."""
+    from pixelrefer.media import MediaError, load_media, media_kind
 
     if not path.exists():
         raise MediaError(f"file not found: {path}")
-    if is_video_path(path):
-        with console.status(f"Decoding video {path.name} …"):
-            clip = read_video(path, fps=fps, max_frames=max_frames)
-        if clip.num_frames == 0:
-            raise MediaError(f"{path}: the video has no frames")
-        console.print(f"decoded {clip.num_frames} frames of {path.name}", style="dim")
-        return clip
-    return load_image(path)
+    if media_kind(path) != "video":
+        return load_media(path)
+    with console.status(f"Decoding video {path.name} …"):
+        media = load_media(path, DEFAULT_SAMPLING.replace(fps=fps, max_frames=max_frames))
+    console.print(f"decoded {media.num_frames} frames of {path.name}", style="dim")
+    return media
 
 
 # ------------------------------------------------------------------------------------------- regions
@@ -310,12 +311,10 @@ def collect_regions(args: RegionArgs) -> list[Region]:
     return regions
 
 
-def regions_on_media(regions: list[Region], media: np.ndarray | VideoClip, frame: int) -> tuple[list[Region], int]:
+def regions_on_media(regions: list[Region], media: Media, frame: int) -> tuple[list[Region], int]:
     """The regions on the media's frames: on a video, ``frame`` (a SOURCE frame index) moves to the sampled frame
     nearest it; returns the regions and that sampled position (0 for an image, where only frame 0 exists)."""
-    from pixelrefer.media import VideoClip
-
-    if not isinstance(media, VideoClip):
+    if not media.is_video:
         if frame != 0:
             raise RegionError(f"--frame {frame} given for a still image (only frame 0 exists)")
         return regions, 0
@@ -330,12 +329,13 @@ def regions_on_media(regions: list[Region], media: np.ndarray | VideoClip, frame
     return mapped, position
 
 
-def prepare(media_path: Path, args: RegionArgs, model: str, device: str, dtype: str, fps: float, max_frames: int):
+def prepare(media_path: Path, args: RegionArgs, model: str, device: str, dtype: str, fps: float | None,
+            max_frames: int):
     """Shared by ask/describe/chat: parse the regions (before any decoding), decode the media, load the model.
     Returns the predictor, the media, the regions (moved onto sampled frames) and the sampled position of
     ``--frame``. The regions are resolved by the predictor, once, when it answers."""
     regions = collect_regions(args)
-    media = load_media(media_path, fps, max_frames)
+    media = read_media(media_path, fps, max_frames)
     regions, position = regions_on_media(regions, media, args.frame)
     pipeline = load_pipeline(model, device, dtype)
     return pipeline, media, regions, position

@@ -10,17 +10,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixelrefer.cli.common import (
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
+    FpsOpt,
+    MaxFramesOpt,
     RegionArgs,
     cli_errors,
     collect_regions,
-    load_media,
+    read_media,
     region_options,
     regions_on_media,
 )
 from pixelrefer.errors import RegionError
 
 if TYPE_CHECKING:
-    from pixelrefer.media import VideoClip
+    from pixelrefer.media import Media
     from pixelrefer.regions import Region, ResolvedRegion
 
 logger = logging.getLogger(__name__)
@@ -35,14 +39,7 @@ def build_region(args: RegionArgs) -> Region:
     return regions[0]
 
 
-def _as_clip(loaded: Any) -> VideoClip:
-    """The media as a clip (one frame for an image)."""
-    from pixelrefer.media import VideoClip
-
-    return loaded if isinstance(loaded, VideoClip) else VideoClip([loaded], [0.0], [0], 0.0, 1)
-
-
-def _resolve(region: Region, clip: VideoClip, segmenter: Any, progress: bool) -> ResolvedRegion:
+def _resolve(region: Region, clip: Media, segmenter: Any, progress: bool) -> ResolvedRegion:
     kwargs = {"frames": clip.frames, "segmenter": segmenter, "propagate": clip.num_frames > 1}
     if clip.num_frames == 1 or not progress:
         return region.resolve(clip.height, clip.width, clip.num_frames, **kwargs)
@@ -54,7 +51,7 @@ def _resolve(region: Region, clip: VideoClip, segmenter: Any, progress: bool) ->
                               progress=lambda n: bar.advance(task, n), **kwargs)
 
 
-def save_masks(resolved: ResolvedRegion, clip: VideoClip, path: Path) -> list[Path]:
+def save_masks(resolved: ResolvedRegion, clip: Media, path: Path) -> list[Path]:
     """``.json``: compressed RLE (videos: ``{"frames": {source frame: rle}}``); ``.png``: one PNG per frame."""
     import numpy as np
 
@@ -89,8 +86,8 @@ def segment(
     segmenter: Annotated[str, typer.Option("--segmenter", help="auto | classical | sam2")] = "auto",
     sam2_weights: Annotated[str | None, typer.Option("--sam2-weights", help="SAM2 folder or hub id.")] = None,
     device: Annotated[str, typer.Option("--device", help="Device for SAM2 (cpu, cuda, ...).")] = "cpu",
-    fps: Annotated[float | None, typer.Option("--fps", help="Sample videos at this rate.")] = None,
-    max_frames: Annotated[int, typer.Option("--max-frames", help="At most this many video frames.")] = 64,
+    fps: FpsOpt = DEFAULT_FPS,
+    max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on videos.")] = True,
 ) -> None:
     """Segment a region given by clicks, a box, a polygon or a mask; propagate it through a video."""
@@ -99,9 +96,8 @@ def segment(
 
     with cli_errors():
         region = build_region(region_args)
-        loaded = load_media(media, fps, max_frames)
-        (region,), _ = regions_on_media([region], loaded, region_args.frame)
-        clip = _as_clip(loaded)
+        clip = read_media(media, fps, max_frames)
+        (region,), _ = regions_on_media([region], clip, region_args.frame)
         backend = get_segmenter(segmenter, weights=sam2_weights, device=device) if region.needs_segmenter \
             or clip.num_frames > 1 else None
         resolved = _resolve(region, clip, backend, progress)

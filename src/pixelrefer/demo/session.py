@@ -18,7 +18,7 @@ import numpy as np
 from pixelrefer.errors import PixelReferError
 from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.limits import limits_for, use_limits
-from pixelrefer.media import VideoClip, is_video_path, load_image, read_video
+from pixelrefer.media import Media, load_media
 from pixelrefer.processing.prompts import RELATION_TASK, TASK_PROMPTS, compose_question
 from pixelrefer.regions import Region, ResolvedRegion
 from pixelrefer.viz import overlay
@@ -27,8 +27,6 @@ logger = logging.getLogger(__name__)
 
 MODES = ("point +", "point -", "box (2 clicks)")
 TASKS = ("question", "category", "brief", "detailed", RELATION_TASK)
-VIDEO_FPS = 2.0
-VIDEO_MAX_FRAMES = 16
 MAX_SIDE = 1024
 DEMO_LIMITS = limits_for("demo")
 
@@ -65,21 +63,30 @@ class RegionDraft:
 
 @dataclass
 class DemoSession:
-    frames: list[np.ndarray] = field(default_factory=list)
-    timestamps: list[float] = field(default_factory=list)
-    is_video: bool = False
+    """One browser session: the loaded media (the one container, :class:`pixelrefer.media.Media`), the frame shown
+    and the regions drawn so far."""
+
+    source: Media | None = None
     frame: int = 0
     regions: list[RegionDraft] = field(default_factory=list)
     name: str = ""
 
     @property
     def loaded(self) -> bool:
-        return bool(self.frames)
+        return self.source is not None
 
-    def media(self) -> np.ndarray | VideoClip:
-        if not self.is_video:
-            return self.frames[0]
-        return VideoClip(self.frames, self.timestamps, list(range(len(self.frames))), VIDEO_FPS)
+    @property
+    def frames(self) -> list[np.ndarray]:
+        return self.source.frames if self.source is not None else []
+
+    @property
+    def is_video(self) -> bool:
+        return self.source is not None and self.source.is_video
+
+    def media(self) -> Media:
+        if self.source is None:
+            raise DemoError("upload an image or a video first")
+        return self.source
 
     def finished(self) -> list[RegionDraft]:
         return [r for r in self.regions if r.resolved is not None and r.resolved.masks]
@@ -94,24 +101,20 @@ class DemoController:
 
     # ------------------------------------------------------------------------------------------- media
     def load(self, path: str | Path | None) -> DemoSession:
-        """A fresh session on an uploaded image or video (videos: up to 16 frames at 2 fps), read within the
-        demo's limits (:func:`pixelrefer.limits.limits_for`)."""
+        """A fresh session on an uploaded image or video (videos sampled by the one default,
+        :data:`pixelrefer.media.DEFAULT_SAMPLING`), read within the demo's limits
+        (:func:`pixelrefer.limits.limits_for`)."""
         if not path:
             raise DemoError("upload an image or a video first")
         path = Path(path)
         try:
             with use_limits(DEMO_LIMITS):
-                if is_video_path(path):
-                    clip = read_video(path, fps=VIDEO_FPS, max_frames=VIDEO_MAX_FRAMES)
-                    if clip.num_frames == 0:
-                        raise DemoError(f"{path.name}: the video has no frames")
-                    return DemoSession(list(clip.frames), list(clip.timestamps), True, name=path.name)
-                image = load_image(path)
+                media = load_media(path)
         except PixelReferError as exc:
             raise DemoError(f"cannot read {path.name}: {exc}") from exc
-        if max(image.shape[:2]) > MAX_SIDE * 4:
-            raise DemoError(f"{path.name} is {image.shape[1]}x{image.shape[0]}; use an image under {MAX_SIDE * 4} px a side")
-        return DemoSession([image], [0.0], False, name=path.name)
+        if not media.is_video and max(media.size) > MAX_SIDE * 4:
+            raise DemoError(f"{path.name} is {media.width}x{media.height}; use an image under {MAX_SIDE * 4} px a side")
+        return DemoSession(media, name=path.name)
 
     def view(self, session: DemoSession, frame: int | None = None) -> np.ndarray | None:
         """The current frame with every region that has a mask on it drawn over."""

@@ -11,7 +11,8 @@ from pixelrefer.eval.harness import merge_shards, predict, score
 from pixelrefer.eval.judge import Judge, JudgeConfig, JudgeNotConfigured
 from pixelrefer.eval.predictor import PixelReferPredictor, Predictor
 from pixelrefer.eval.tasks import TASKS, ScoreContext, Task, TaskResult, get_task
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.media import VideoSampling
 
 __all__ = [
     "TASKS",

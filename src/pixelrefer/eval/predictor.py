@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-
 from pixelrefer.eval.types import EvalRequest
 
 logger = logging.getLogger(__name__)
@@ -29,50 +27,20 @@ class Predictor(Protocol):
         ...
 
 
-def _clip_from_frames(paths: list[str], timestamps: tuple[float, ...] | None) -> Any:
-    from pixelrefer.media import VideoClip, load_image
-
-    frames = [load_image(p) for p in paths]
-    times = list(timestamps) if timestamps is not None else [float(i) for i in range(len(frames))]
-    span = times[-1] - times[0] if len(times) > 1 else 0.0
-    fps = (len(times) - 1) / span if span > 0 else 1.0
-    return VideoClip(
-        frames=frames,
-        timestamps=times,
-        frame_indices=list(range(len(frames))),
-        fps=fps,
-        source_num_frames=len(frames),
-    )
-
-
 def to_media_and_regions(request: EvalRequest) -> tuple[Any, list[Any]]:
-    """Turn an EvalRequest into (media for ``AskRequest``, list of ``Region``), mapping video frames."""
-    from pixelrefer.media import map_frames, read_video
+    """Turn an EvalRequest into (media, list of ``Region``): a video as :class:`pixelrefer.media.Media` with the
+    annotated source frames mapped onto its sampled frames; an image as given (the predictor loads it once)."""
+    from pixelrefer.inference.resolve import on_sampled_frames
+    from pixelrefer.media import clip_from_frames, read_video
     from pixelrefer.regions import Region
 
     if request.video is None:
-        return request.media, [Region.from_frames(dict(r)) for r in request.regions]
-    v = request.video
+        return request.media, [Region.from_frames(dict(r)) for r in request.regions]  # the predictor loads it
     if isinstance(request.media, list):
-        clip = _clip_from_frames(request.media, v.timestamps)
+        clip = clip_from_frames(request.media, request.timestamps)
     else:
-        clip = read_video(
-            request.media,
-            fps=v.fps,
-            num_frames=v.num_frames,
-            max_frames=v.max_frames,
-            start=v.start,
-            end=v.end,
-            folder_fps=v.folder_fps,
-        )
-    annotated = sorted({f for region in request.regions for f in region})
-    mapping = map_frames(annotated, clip) if annotated else {}
-    regions = []
-    for region in request.regions:
-        masks: dict[int, np.ndarray] = {}
-        for frame, mask in sorted(region.items()):
-            masks.setdefault(mapping[frame], mask)
-        regions.append(Region.from_frames(masks))
+        clip = read_video(request.media, **request.video.read_kwargs())  # declared a video by its benchmark
+    regions, _ = on_sampled_frames([Region.from_frames(dict(r)) for r in request.regions], clip)
     return clip, regions
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from pixelrefer.media import VideoSampling
+
 
 class BadItem(Exception):
     """One benchmark item cannot be turned into a request (missing media, malformed or empty mask).
@@ -17,25 +19,13 @@ class BadItem(Exception):
     """
 
 
-@dataclass(frozen=True)
-class VideoSampling:
-    """How a video is read for one request (see :func:`pixelrefer.media.read_video`)."""
-
-    fps: float | None = 1.0
-    max_frames: int | None = 768
-    num_frames: int | None = None
-    start: float | None = None
-    end: float | None = None
-    folder_fps: float = 3.0
-    timestamps: tuple[float, ...] | None = None  # for a video given as a list of frame files
-
-
 @dataclass
 class EvalRequest:
     """One model query: media, one mask dict per region, and the question with ``<region>`` placeholders.
 
     ``media`` is an image path, a video file or frame-folder path, or a list of frame image paths (then
-    ``video.timestamps`` gives their times). ``regions[i]`` maps a *source* frame index (0 for an image)
+    ``timestamps`` gives their times, default one per second). ``video`` (a
+    :class:`pixelrefer.media.VideoSampling`, usually :data:`pixelrefer.media.OFFICIAL_EVAL_SAMPLING`) marks a video. ``regions[i]`` maps a *source* frame index (0 for an image)
     to an ``(H, W)`` binary mask; for a video the predictor maps source frames onto the sampled clip.
     """
 
@@ -44,6 +34,7 @@ class EvalRequest:
     question: str
     regions: list[dict[int, np.ndarray]] = field(default_factory=list)
     video: VideoSampling | None = None
+    timestamps: tuple[float, ...] | None = None
 
 
 @dataclass

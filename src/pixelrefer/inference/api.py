@@ -1,7 +1,8 @@
 """The Python API: ``PixelRefer.from_pretrained(...)`` then ``ask`` / ``ask_batch`` / ``stream`` / ``describe_each`` / ``chat``.
 
 Regions are :class:`pixelrefer.regions.Region` objects or binary masks; media are image paths, PIL images,
-arrays, video paths or :class:`pixelrefer.media.VideoClip`. Questions carry one ``<region>`` per region, in order.
+arrays, video paths or :class:`pixelrefer.media.Media` (anything :func:`pixelrefer.media.load_media` takes;
+video files are sampled by :data:`pixelrefer.media.DEFAULT_SAMPLING`). Questions carry one ``<region>`` per region, in order.
 
 :class:`PixelRefer` is the one predictor every front-end (CLI, server, demo, evaluation) goes through. Each call
 resolves its media and regions once (:meth:`PixelRefer.prepare`, beside the processor: segmentation happens there,

@@ -1,6 +1,7 @@
 """A request's media and regions, resolved once: the predictor's first step, beside the processor.
 
-:func:`prepare` coerces the media (:func:`pixelrefer.processing.processor.as_media`) and turns every region into
+:func:`prepare` loads the media (:func:`pixelrefer.media.load_media`: a :class:`~pixelrefer.media.Media` is kept as
+it is) and turns every region into
 masks (:func:`resolve_regions`: segmenting clicks, boxes and scribbles, and on video propagating where the model
 variant needs it). The result, :class:`Prepared`, is what the processor encodes and what every answer reports back
 (masks per region and frame; on video, the source frame index of each sampled frame).
@@ -16,8 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pixelrefer.media import VideoClip, map_frames
-from pixelrefer.processing.processor import Media, as_media
+from pixelrefer.media import Media, VideoSampling, load_media, map_frames
 from pixelrefer.regions import Region, ResolvedRegion, as_region
 
 logger = logging.getLogger(__name__)
@@ -62,13 +62,15 @@ def resolve_regions(media: Media, regions: Sequence[Any], config: Any, segmenter
     return out
 
 
-def prepare(media: Any, regions: Sequence[Any], config: Any, segmenter: Any = None) -> Prepared:
-    """Coerce ``media`` once and resolve ``regions`` on it (see :func:`resolve_regions`)."""
-    media_obj = as_media(media)
+def prepare(media: Any, regions: Sequence[Any], config: Any, segmenter: Any = None,
+            sampling: VideoSampling | None = None) -> Prepared:
+    """Load ``media`` once (a video file by ``sampling``, default :data:`pixelrefer.media.DEFAULT_SAMPLING`) and
+    resolve ``regions`` on it (see :func:`resolve_regions`)."""
+    media_obj = load_media(media, sampling)
     return Prepared(media_obj, resolve_regions(media_obj, regions, config, segmenter))
 
 
-def on_sampled_frames(regions: Sequence[Region], clip: VideoClip) -> tuple[list[Region], dict[int, int]]:
+def on_sampled_frames(regions: Sequence[Region], clip: Media) -> tuple[list[Region], dict[int, int]]:
     """Regions whose prompts are keyed by SOURCE frame index, re-keyed to positions in ``clip`` (the nearest
     sampled frame); also returns the map source frame -> sampled position. Two prompts of one region landing on
     the same sampled frame keep the first."""

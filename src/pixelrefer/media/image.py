@@ -1,4 +1,9 @@
-"""Load a still image as an ``(H, W, 3) uint8`` RGB array from a path, PIL image or array."""
+"""Load a still image as an ``(H, W, 3) uint8`` RGB array from a path, bytes, PIL image or array.
+
+Every image is turned upright first: an EXIF (or XMP) orientation tag is applied exactly as PIL's
+:func:`PIL.ImageOps.exif_transpose` applies it, for files, encoded bytes and PIL images given by callers alike, so a
+photo is seen (and its regions drawn) as a viewer shows it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
 from pixelrefer.errors import PixelReferError, reason
 from pixelrefer.limits import check_image_pixels, decompression_bomb
@@ -46,8 +51,22 @@ def pil_to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` with its orientation tag applied by :func:`PIL.ImageOps.exif_transpose` (a new image; the
+    caller's image is never modified)."""
+    return ImageOps.exif_transpose(image)
+
+
+def shown_size(image: Image.Image) -> tuple[int, int]:
+    """``(height, width)`` of ``image`` once upright, from its header (no pixels decoded): orientations 5 to 8
+    turn it a quarter, swapping the two."""
+    turned = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    return (image.width, image.height) if turned else (image.height, image.width)
+
+
 def open_pil(src: str | os.PathLike | bytes) -> Image.Image:
-    """Open an image file (or encoded bytes) with PIL, raising :class:`MediaError` on failure.
+    """Open an image file (or encoded bytes) with PIL, upright (EXIF orientation applied), raising
+    :class:`MediaError` on failure.
 
     The size in the header is checked against :attr:`Limits.max_image_pixels` before the pixels are decoded, so a
     small file declaring a huge image is refused unread. Messages name the file, never its folder.
@@ -64,6 +83,7 @@ def open_pil(src: str | os.PathLike | bytes) -> Image.Image:
         image = Image.open(stream)
         check_image_pixels(*image.size, what=name)
         image.load()
+        ImageOps.exif_transpose(image, in_place=True)
     except PixelReferError:
         raise
     except Image.DecompressionBombError as exc:
@@ -81,7 +101,7 @@ def load_image(src: ImageLike) -> np.ndarray:
     """
     if isinstance(src, Image.Image):
         check_image_pixels(*src.size)
-        rgb = pil_to_rgb(src)
+        rgb = pil_to_rgb(upright(src))
     elif isinstance(src, np.ndarray):
         if src.ndim >= 2:
             check_image_pixels(src.shape[1], src.shape[0])

@@ -11,58 +11,24 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pixelrefer.errors import PixelReferError, reason
 from pixelrefer.limits import active_limits, check_video_metadata, check_video_sampled
+from pixelrefer.media.container import Media
+from pixelrefer.media.detect import FRAME_EXTENSIONS
 from pixelrefer.media.errors import MediaError
 from pixelrefer.media.image import load_image, open_pil
+from pixelrefer.media.sampling import DEFAULT_FOLDER_FPS, DEFAULT_LIST_FPS
 
 logger = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".mpg", ".mpeg", ".ts"})
-FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-DEFAULT_FOLDER_FPS = 3.0
-
-
-@dataclass
-class VideoClip:
-    """Sampled frames of a video.
-
-    ``frames[i]`` is an ``(H, W, 3) uint8`` RGB array shown at ``timestamps[i]`` seconds; it is frame
-    ``frame_indices[i]`` of the source (0-based, presentation order). ``fps`` is the source frame rate.
-    ``source_num_frames`` is the number of frames in the whole source, when known.
-    """
-
-    frames: list[np.ndarray]
-    timestamps: list[float]
-    frame_indices: list[int]
-    fps: float
-    source_num_frames: int | None = None
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.frames)
-
-    @property
-    def height(self) -> int:
-        return int(self.frames[0].shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.frames[0].shape[1])
-
-
-def is_video_path(path: str | os.PathLike) -> bool:
-    """True for a video file extension or a directory (read as a folder of frames)."""
-    p = Path(path)
-    return p.is_dir() or p.suffix.lower() in VIDEO_EXTENSIONS
-
 
 def select_indices(
     times: Sequence[float],
@@ -117,7 +83,7 @@ def _natural_key(name: str) -> list[object]:
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
 
 
-def _read_folder(folder: Path, sampling: dict, folder_fps: float) -> VideoClip:
+def _read_folder(folder: Path, sampling: dict, folder_fps: float) -> Media:
     files = sorted(
         (p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS), key=lambda p: _natural_key(p.name)
     )
@@ -136,7 +102,7 @@ def _read_folder(folder: Path, sampling: dict, folder_fps: float) -> VideoClip:
     frames = [load_image(files[i]) for i in picked]
     if any(f.shape != frames[0].shape for f in frames):
         raise MediaError(f"the frames in {folder} do not all have the same size")
-    return VideoClip(frames, [times[i] for i in picked], picked, folder_fps, len(files))
+    return Media(frames, [times[i] for i in picked], picked, folder_fps, len(files))
 
 
 def _open_container(path: Path):
@@ -230,7 +196,7 @@ def _decode_selected(path: Path, wanted_pts: set[int], use_index: bool) -> dict[
     return kept
 
 
-def _read_file(path: Path, sampling: dict) -> VideoClip:
+def _read_file(path: Path, sampling: dict) -> Media:
     probe = _probe_pts(path)
     pts, fps = probe.pts, probe.fps
     if not pts:
@@ -251,7 +217,7 @@ def _read_file(path: Path, sampling: dict) -> VideoClip:
     if not fps and len(times) > 1:
         fps = (len(times) - 1) / max(times[-1] - times[0], 1e-9)
     frames = [decoded[pts[i]] for i in picked]
-    return VideoClip(frames, [times[i] for i in picked], picked, fps, len(pts))
+    return Media(frames, [times[i] for i in picked], picked, fps, len(pts))
 
 
 def read_video(
@@ -262,7 +228,7 @@ def read_video(
     start: float | None = None,
     end: float | None = None,
     folder_fps: float = DEFAULT_FOLDER_FPS,
-) -> VideoClip:
+) -> Media:
     """Read a video file or a folder of frames, keeping only the sampled frames.
 
     Sampling: ``fps`` (frames per second of the result, nearest source frame to each target time),
@@ -277,13 +243,24 @@ def read_video(
     return clip
 
 
-DEFAULT_LIST_FPS = 1.0  # frames given as a list are shown one per second (the official sampling rate)
+def read_video_bytes(data: bytes, suffix: str, **sampling: Any) -> Media:
+    """Read an encoded video held in memory (``suffix``: its container, e.g. ``".mp4"``), with ``sampling`` as in
+    :func:`read_video`. It is decoded from a temporary file named ``upload<suffix>``; messages name only that."""
+    with tempfile.TemporaryDirectory(prefix="pixelrefer-video-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            return read_video(path, **sampling)
+        except PixelReferError:
+            raise
+        except Exception as exc:  # PyAV raises many types; never show the temporary folder
+            raise MediaError(f"cannot read the video: {type(exc).__name__}: {reason(exc, path)}") from exc
 
 
 def clip_from_frames(
     frames: Sequence[object] | np.ndarray, timestamps: Sequence[float] | None = None, fps: float = DEFAULT_LIST_FPS,
-) -> VideoClip:
-    """A :class:`VideoClip` from frames in memory: a list of arrays, PIL images, image paths or bytes (or a
+) -> Media:
+    """A :class:`Media` from frames in memory: a list of arrays, PIL images, image paths or bytes (or a
     ``(T, H, W, C)`` array), shown at ``timestamps`` (seconds, non-decreasing) or one every ``1 / fps`` s."""
     if isinstance(frames, np.ndarray) and frames.ndim != 4:
         raise MediaError(f"a video array must have shape (T, H, W, C), got {frames.shape}")
@@ -309,26 +286,7 @@ def clip_from_frames(
         raise MediaError(f"the frames do not all have the same size ({sorted({f.shape[:2] for f in loaded})})")
     check_video_sampled(n, loaded[0].shape[1], loaded[0].shape[0], what="the frame list")
     rate = fps if timestamps is None else ((n - 1) / (times[-1] - times[0]) if n > 1 and times[-1] > times[0] else 0.0)
-    return VideoClip(loaded, times, list(range(n)), rate, n)
-
-
-def map_frames(annotated_indices: Sequence[int], clip: VideoClip) -> dict[int, int]:
-    """Map source frame indices onto positions in ``clip`` (the nearest sampled frame; ties go earlier).
-
-    Raises :class:`MediaError` for an index that is negative or past the end of the source video.
-    """
-    if not clip.frame_indices:
-        raise MediaError("the clip has no frames")
-    total = clip.source_num_frames
-    sampled = np.asarray(clip.frame_indices)
-    out: dict[int, int] = {}
-    for index in annotated_indices:
-        if index < 0 or (total is not None and index >= total):
-            limit = f"0..{total - 1}" if total is not None else ">= 0"
-            raise MediaError(f"annotated frame {index} is outside the video (frames {limit})")
-        distance = np.abs(sampled - index)
-        out[int(index)] = int(np.argmin(distance))
-    return out
+    return Media(loaded, times, list(range(n)), rate, n)
 
 
 def _even(frame: np.ndarray) -> np.ndarray:

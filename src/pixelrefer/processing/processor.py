@@ -12,7 +12,6 @@ The only place where ``<image>`` and ``<region>`` are expanded into placeholder 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ from pixelrefer.constants import (
     VIDEO_TAG,
 )
 from pixelrefer.errors import ConfigError
+from pixelrefer.media import Media, load_media
 from pixelrefer.processing.crops import (
     CropSpec,
     RegionCrop,
@@ -61,25 +61,6 @@ from pixelrefer.types import ModelInputs, VisualInputs
 logger = logging.getLogger(__name__)
 
 Message = dict[str, str]
-DEFAULT_VIDEO_FPS = 1.0  # official evaluation setting
-DEFAULT_MAX_FRAMES = 768
-
-
-@dataclass
-class Media:
-    """Frames (one for an image) as (H, W, 3) uint8 arrays, with timestamps for videos."""
-
-    frames: list[np.ndarray]
-    timestamps: list[float] | None = None  # None for a still image
-    frame_indices: list[int] | None = None  # video: the source frame index of each frame, when known
-
-    @property
-    def is_video(self) -> bool:
-        return self.timestamps is not None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.frames[0].shape[0], self.frames[0].shape[1]
 
 
 @dataclass
@@ -97,26 +78,6 @@ class EncodedSample:
     crop_global_index: list[int] = field(default_factory=list)
 
 
-def as_media(obj: Any) -> Media:
-    """Image path / PIL / array, video path, ``VideoClip``, a list of frames (arrays, PIL images or paths, one per
-    second), a ``(T, H, W, C)`` array or ``(frames, timestamps)`` -> :class:`Media`."""
-    from pixelrefer.media import clip_from_frames, load_image, read_video
-    from pixelrefer.media.video import is_video_path
-
-    if isinstance(obj, Media):
-        return obj
-    if hasattr(obj, "frames") and hasattr(obj, "timestamps"):
-        indices = getattr(obj, "frame_indices", None)
-        return Media(frames=[np.asarray(f) for f in obj.frames], timestamps=[float(t) for t in obj.timestamps],
-                     frame_indices=[int(i) for i in indices] if indices is not None else None)
-    if isinstance(obj, tuple) and len(obj) == 2:
-        return as_media(clip_from_frames(*obj))
-    if isinstance(obj, list) or (isinstance(obj, np.ndarray) and obj.ndim == 4):
-        return as_media(clip_from_frames(obj))
-
-    if isinstance(obj, str | os.PathLike) and is_video_path(obj):
-        return as_media(read_video(obj, fps=DEFAULT_VIDEO_FPS, max_frames=DEFAULT_MAX_FRAMES))
-    return Media(frames=[load_image(obj)])
 
 
 def compression_keep(frame_patches: np.ndarray, merge: int, dtype: str | None = None) -> np.ndarray:
@@ -324,7 +285,7 @@ class PixelReferProcessor:
         every region of that frame; ``official_crop_budget`` the official inference rule of dividing the crop
         (and view) pixel budget by the number of crops of the sample (parity tests only)."""
         sample = EncodedSample(input_ids=[], labels=None)
-        media_obj = as_media(media) if media is not None else None
+        media_obj = load_media(media) if media is not None else None
         resolved = self.as_resolved(media_obj, regions) if (regions and media_obj is not None) else []
         if regions and media_obj is None:
             raise ValueError("regions need media (an image or a video) to refer to")
@@ -405,4 +366,4 @@ def collate_visual(samples: Sequence[EncodedSample]) -> VisualInputs | None:
     return v
 
 
-__all__ = ["PATCH_AREA", "EncodedSample", "Media", "PixelReferProcessor", "as_media", "compression_keep"]
+__all__ = ["PATCH_AREA", "EncodedSample", "Media", "PixelReferProcessor", "compression_keep"]

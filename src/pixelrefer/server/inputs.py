@@ -1,7 +1,7 @@
 """A request's media and regions, read on a worker thread (never on the event loop), within the limits.
 
 :func:`prepare` is the one place a request's media bytes (base64 text, data URL, or an upload) and region JSON
-become a :class:`DecodedMedia` and :class:`Region` objects; it runs through
+become a :class:`Media` and :class:`Region` objects; it runs through
 :class:`pixelrefer.server.runtime.PrepareSlots`, so a slow decode delays only its own request.
 """
 
@@ -14,15 +14,16 @@ from typing import Any
 
 from pixelrefer.errors import LimitError
 from pixelrefer.limits import check_region_count
+from pixelrefer.media import Media
 from pixelrefer.regions import Region, RegionError
 from pixelrefer.server.errors import ApiError
-from pixelrefer.server.media_io import DecodedMedia, decode_base64, decode_media
+from pixelrefer.server.media_io import decode_base64, decode_media
 from pixelrefer.server.settings import ServerSettings
 
 
 @dataclass
 class Prepared:
-    media: DecodedMedia
+    media: Media
     regions: list[Region]
 
 

@@ -1,4 +1,4 @@
-"""Turn uploaded bytes (multipart files, base64, data URLs) into an image array or a VideoClip, within limits.
+"""Turn uploaded bytes (multipart files, base64, data URLs) into :class:`~pixelrefer.media.Media`, within limits.
 
 Nothing here reads a path named by a request: media arrive as bytes only. Error messages never show server
 paths or object addresses (a video is decoded from a temporary file whose name is replaced by "the upload").
@@ -11,15 +11,13 @@ import binascii
 import io
 import logging
 import re
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from pixelrefer.errors import LimitError
-from pixelrefer.media import MediaError, VideoClip, load_image, read_video
+from pixelrefer.media import Media, MediaError, read_video_bytes, sniff
+from pixelrefer.media.image import open_pil, pil_to_rgb
 from pixelrefer.server.errors import ApiError
 from pixelrefer.server.settings import ServerSettings
 
@@ -27,52 +25,7 @@ logger = logging.getLogger(__name__)
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w=.+-]+)*?)(;base64)?,", re.IGNORECASE)
 _INLINE_ONLY = "only inline data (base64 or a data: URL) is accepted, not URLs or server paths"
-_VIDEO_SUFFIX = {"mp4": ".mp4", "webm": ".webm", "avi": ".avi", "mpegts": ".ts"}
-
-
-@dataclass
-class DecodedMedia:
-    """``media``: ``(H, W, 3) uint8`` image or a :class:`VideoClip`; ``alpha``: an image's own alpha mask, if any."""
-
-    media: np.ndarray | VideoClip
-    kind: str
-    alpha: np.ndarray | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        if isinstance(self.media, VideoClip):
-            return self.media.height, self.media.width
-        return int(self.media.shape[0]), int(self.media.shape[1])
-
-    @property
-    def num_frames(self) -> int:
-        return self.media.num_frames if isinstance(self.media, VideoClip) else 1
-
-
-def sniff(data: bytes) -> tuple[str, str] | None:
-    """``(kind, format)`` from the first bytes: ("image", "png"), ("video", "mp4"), ...; ``None`` if unknown."""
-    head = data[:16]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image", "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image", "jpeg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image", "gif"
-    if head.startswith(b"BM"):
-        return "image", "bmp"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "image", "tiff"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "image", "webp"
-    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
-        return "video", "avi"
-    if head[4:8] == b"ftyp":
-        return "video", "mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "video", "webm"
-    if len(data) > 188 and data[0] == 0x47 and data[188] == 0x47:
-        return "video", "mpegts"
-    return None
+_VIDEO_SUFFIX = {"mp4": ".mp4", "webm": ".webm", "avi": ".avi", "mpegts": ".ts", "gif": ".gif"}
 
 
 def decode_base64(text: str, settings: ServerSettings, what: str = "media") -> bytes:
@@ -94,7 +47,7 @@ def decode_base64(text: str, settings: ServerSettings, what: str = "media") -> b
         raise ApiError(400, "invalid_media", f"{what} is not valid base64: {exc}") from exc
 
 
-def decode_media(data: bytes, settings: ServerSettings) -> DecodedMedia:
+def decode_media(data: bytes, settings: ServerSettings) -> Media:
     """Decode an uploaded image or video, enforcing size, pixel, duration and frame limits."""
     if len(data) > settings.max_upload_bytes:
         raise ApiError(413, "payload_too_large", f"the upload is larger than {settings.max_upload_bytes} bytes")
@@ -106,10 +59,10 @@ def decode_media(data: bytes, settings: ServerSettings) -> DecodedMedia:
                        "unsupported file type; send an image (PNG, JPEG, GIF, BMP, TIFF, WebP) or a video (MP4, WebM, AVI)")
     if kind[0] == "image":
         return _decode_image(data, settings)
-    return DecodedMedia(_decode_video(data, kind[1], settings), "video")
+    return _decode_video(data, kind[1], settings)
 
 
-def _decode_image(data: bytes, settings: ServerSettings) -> DecodedMedia:
+def _decode_image(data: bytes, settings: ServerSettings) -> Media:
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
@@ -123,9 +76,8 @@ def _decode_image(data: bytes, settings: ServerSettings) -> DecodedMedia:
         raise ApiError(413, "image_too_large",
                        f"the image is {width}x{height}; at most {settings.max_image_pixels} pixels are accepted")
     try:
-        pil = Image.open(io.BytesIO(data))
-        pil.load()
-        rgb = load_image(pil)
+        pil = open_pil(data)  # upright: the EXIF orientation is applied to the pixels and the alpha alike
+        rgb = pil_to_rgb(pil)
         alpha = np.asarray(pil.getchannel("A")) if "A" in pil.getbands() else None
     except LimitError:
         raise
@@ -134,25 +86,17 @@ def _decode_image(data: bytes, settings: ServerSettings) -> DecodedMedia:
     mask = None
     if alpha is not None and (alpha < 255).any() and (alpha > 0).any():
         mask = alpha > 0
-    return DecodedMedia(rgb, "image", mask)
+    return Media.image(rgb, mask)
 
 
-def _decode_video(data: bytes, fmt: str, settings: ServerSettings) -> VideoClip:
-    with tempfile.TemporaryDirectory(prefix="pixelrefer-upload-") as tmp:
-        path = Path(tmp) / f"upload{_VIDEO_SUFFIX[fmt]}"
-        path.write_bytes(data)
-        try:
-            clip = read_video(path, fps=settings.video_fps, max_frames=settings.max_video_frames)
-        except LimitError as exc:  # from the container's metadata, before any frame was decoded
-            kind = "video_too_long" if "max_video_seconds" in str(exc) else "video_too_large"
-            raise ApiError(413, kind, _clean(exc, tmp)) from exc
-        except MediaError as exc:
-            raise ApiError(400, "invalid_media", f"cannot read the video: {_clean(exc, tmp)}") from exc
-        except Exception as exc:
-            raise ApiError(400, "invalid_media",
-                           f"cannot read the video: {type(exc).__name__}: {_clean(exc, tmp)}") from exc
-    if clip.num_frames == 0:
-        raise ApiError(400, "invalid_media", "the video has no frames")
+def _decode_video(data: bytes, fmt: str, settings: ServerSettings) -> Media:
+    try:
+        clip = read_video_bytes(data, _VIDEO_SUFFIX[fmt], **settings.sampling.read_kwargs())
+    except LimitError as exc:  # from the container's metadata, before any frame was decoded
+        kind = "video_too_long" if "max_video_seconds" in str(exc) else "video_too_large"
+        raise ApiError(413, kind, _clean(exc)) from exc
+    except MediaError as exc:
+        raise ApiError(400, "invalid_media", f"cannot read the video: {_clean(exc)}") from exc
     duration = _duration(clip)
     if duration > settings.max_video_seconds:
         raise ApiError(413, "video_too_long",
@@ -166,15 +110,12 @@ def _decode_video(data: bytes, fmt: str, settings: ServerSettings) -> VideoClip:
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
 
 
-def _clean(exc: BaseException, tmp: str | None = None) -> str:
-    """The exception's message without the temporary folder's paths or object reprs."""
-    message = str(exc)
-    if tmp is not None:
-        message = re.sub(re.escape(tmp) + r"[^\s'\":]*", "the upload", message)
-    return _OBJECT_REPR.sub("the upload", message)
+def _clean(exc: BaseException) -> str:
+    """The exception's message without object reprs (media messages name files, never their folders)."""
+    return _OBJECT_REPR.sub("the upload", str(exc))
 
 
-def _duration(clip: VideoClip) -> float:
+def _duration(clip: Media) -> float:
     if clip.source_num_frames and clip.fps:
         return clip.source_num_frames / clip.fps
     return clip.timestamps[-1] - clip.timestamps[0] if clip.timestamps else 0.0

@@ -18,10 +18,9 @@ import numpy as np
 
 from pixelrefer.inference.api import Answer, AskRequest
 from pixelrefer.inference.generation import GenerationConfig
-from pixelrefer.media import VideoClip
+from pixelrefer.media import Media
 from pixelrefer.regions import Region, ResolvedRegion, encode_rle
 from pixelrefer.server.errors import ApiError
-from pixelrefer.server.media_io import DecodedMedia
 from pixelrefer.server.schemas import AnswerOut, RegionOut
 from pixelrefer.server.settings import ServerSettings
 
@@ -32,7 +31,7 @@ logger = logging.getLogger(__name__)
 class Question:
     """One question about regions of decoded media (what a batched job carries); ``cancel`` stops it."""
 
-    media: DecodedMedia
+    media: Media
     regions: list[Region]
     text: str
     generation: GenerationConfig
@@ -60,11 +59,11 @@ class ModelService:
         self.pipeline = pipeline
         self.segmenter = segmenter if segmenter is not None else _pipeline_segmenter(pipeline)
 
-    def segment(self, media: DecodedMedia, regions: Sequence[Region], propagate: bool = False,
+    def segment(self, media: Media, regions: Sequence[Region], propagate: bool = False,
                 cancel: threading.Event | None = None) -> list[ResolvedRegion]:
         """Masks of prompts with this service's segmenter (``propagate``: to every video frame)."""
         h, w = media.size
-        frames = media.media.frames if isinstance(media.media, VideoClip) else media.media
+        frames = media.frames
         out = []
         for region in regions:
             if cancel is not None and cancel.is_set():
@@ -73,17 +72,17 @@ class ModelService:
         return out
 
     def ask_batch(self, questions: list[Question]) -> list[Answer]:
-        requests = [AskRequest(q.media.media, q.regions, q.text, q.cancel) for q in questions]
+        requests = [AskRequest(q.media, q.regions, q.text, q.cancel) for q in questions]
         return self.pipeline.ask_batch(requests, questions[0].generation)
 
-    def describe(self, media: DecodedMedia, regions: list[Region], task: str, generation: GenerationConfig,
+    def describe(self, media: Media, regions: list[Region], task: str, generation: GenerationConfig,
                  cancel: threading.Event | None = None) -> list[Answer]:
-        return self.pipeline.describe_each(media.media, regions, task=task, generation=generation, cancel=cancel)
+        return self.pipeline.describe_each(media, regions, task=task, generation=generation, cancel=cancel)
 
     def stream(self, question: Question, emit: Callable[[str], None], ready: Callable[[], None]) -> list[ResolvedRegion]:
         """Resolve and encode (input errors raise here), call ``ready()``, then emit answer pieces as they come;
         returns the masks the answer used. ``question.cancel`` ends generation at the next decoding step."""
-        pieces = self.pipeline.stream(question.media.media, question.regions, question.text, question.generation,
+        pieces = self.pipeline.stream(question.media, question.regions, question.text, question.generation,
                                       cancel=question.cancel)
         ready()
         try:

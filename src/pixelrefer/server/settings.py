@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pixelrefer.limits import Limits, limits_for
+from pixelrefer.media import DEFAULT_SAMPLING, VideoSampling
 
 MIB = 1024 * 1024
 # glibc malloc arenas for the server process: with the default (8 per core) the request threads' arenas fragment
@@ -29,7 +30,8 @@ class ServerSettings:
     ``max_video_seconds``: longest video (container duration, checked before decoding).
     ``max_image_pixels``: largest image or video frame (width x height, from the header).
     ``max_regions``: regions per request.
-    ``max_video_frames`` / ``video_fps``: how a video is sampled.
+    ``max_video_frames`` / ``video_fps``: how a video is sampled (:attr:`sampling`; defaults from
+    :data:`pixelrefer.media.DEFAULT_SAMPLING`; ``video_fps=None`` spreads the frames evenly over the clip).
 
     Connections (enforced by :mod:`pixelrefer.server.protocol`, so slow clients cannot starve the others):
     ``header_timeout_s``: a connection must send complete request headers this soon after it opens (or after
@@ -50,8 +52,8 @@ class ServerSettings:
     max_queue: int = 8
     max_upload_bytes: int = _SERVER.max_upload_bytes
     max_video_seconds: float = _SERVER.max_video_seconds
-    max_video_frames: int = 16
-    video_fps: float = 1.0
+    max_video_frames: int | None = DEFAULT_SAMPLING.max_frames
+    video_fps: float | None = DEFAULT_SAMPLING.fps
     request_timeout_s: float = 120.0
     max_new_tokens: int = 128
     max_new_tokens_limit: int = 1024
@@ -72,6 +74,11 @@ class ServerSettings:
         return limits_for("server", max_upload_bytes=self.max_upload_bytes, max_video_seconds=self.max_video_seconds,
                           max_image_pixels=self.max_image_pixels, max_video_frame_pixels=self.max_image_pixels,
                           max_regions=self.max_regions)
+
+    @property
+    def sampling(self) -> VideoSampling:
+        """How uploaded videos are sampled: the default with this object's two overrides."""
+        return DEFAULT_SAMPLING.replace(fps=self.video_fps, max_frames=self.max_video_frames)
 
     @property
     def active_request_limit(self) -> int:

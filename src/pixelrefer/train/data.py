@@ -30,6 +30,7 @@ from PIL import Image
 from pixelrefer.constants import REGION_PLACEHOLDER
 from pixelrefer.errors import DataError, PixelReferError
 from pixelrefer.limits import check_image_pixels, check_question, decompression_bomb
+from pixelrefer.media.image import shown_size
 from pixelrefer.processing.prompts import check_control_tokens, check_user_text
 from pixelrefer.regions import codecs
 
@@ -117,13 +118,14 @@ def _checked_text(speaker: str, text: str) -> str:
 
 
 def _media_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the image header, checked against the image pixel limit."""
+    """(height, width) of the upright image (EXIF orientation applied) from its header, checked against the image
+    pixel limit."""
     if not path.is_file():
         raise DataError(f"missing media file {path}")
     try:
         with Image.open(path) as im:
             check_image_pixels(im.width, im.height, what=path.name)
-            return im.height, im.width
+            return shown_size(im)
     except PixelReferError as exc:
         raise DataError(str(exc)) from exc
     except Image.DecompressionBombError as exc:

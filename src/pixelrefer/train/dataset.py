@@ -11,8 +11,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from pixelrefer.media import load_image
-from pixelrefer.processing.processor import EncodedSample, Media, PixelReferProcessor
+from pixelrefer.media import Media, load_image, load_media
+from pixelrefer.processing.processor import EncodedSample, PixelReferProcessor
 from pixelrefer.regions import ResolvedRegion
 from pixelrefer.train.data import (
     DataError,
@@ -93,17 +93,18 @@ class SupervisedDataset(Dataset):
             raise DataError(f"{parsed.ref}: cannot encode: {exc}") from exc
 
 
-def load_media(parsed: ParsedSample) -> Media:
+def sample_media(parsed: ParsedSample) -> Media:
+    """A sample's image, or its video given as frame files with their timestamps (official JSON format)."""
     if parsed.image is not None:
-        return Media(frames=[load_image(parsed.image)])
-    return Media(frames=[load_image(f) for f in parsed.frames], timestamps=parsed.timestamps)
+        return load_media(parsed.image)
+    return Media([load_image(f) for f in parsed.frames], parsed.timestamps)
 
 
 def encode_parsed(processor: PixelReferProcessor, parsed: ParsedSample, with_labels: bool = True,
                   messages: Sequence[dict[str, str]] | None = None) -> EncodedSample:
     """Encode a parsed sample (``messages`` replaces its conversation, e.g. the question alone for generation)."""
     regions = [ResolvedRegion(masks=masks) for masks in parsed.regions]  # exact masks: nothing to segment
-    return processor.encode(load_media(parsed), regions, parsed.messages if messages is None else messages,
+    return processor.encode(sample_media(parsed), regions, parsed.messages if messages is None else messages,
                             add_generation_prompt=not with_labels, with_labels=with_labels)
 
 

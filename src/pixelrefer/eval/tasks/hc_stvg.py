@@ -15,7 +15,8 @@ from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import decode_segmentation, require_file
 from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
 from pixelrefer.eval.tasks.captioning import score_captions
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
 
 PROMPT = "Please describe the object <region> in brief in the video."
 LITE_PROMPT = (
@@ -60,7 +61,7 @@ class HCSTVG(Task):
             mask = decode_segmentation(rle)
             path = require_file(resolve_media(media_root, str(video)))
             question = LITE_PROMPT if self.variant == "lite" else PROMPT
-            return EvalRequest(item_id, path, question, [{int(frame_idx): mask}], VideoSampling())
+            return EvalRequest(item_id, path, question, [{int(frame_idx): mask}], OFFICIAL_EVAL_SAMPLING)
 
         return build
 
@@ -75,7 +76,7 @@ class HCSTVG(Task):
             raise BadItem("the object has no annotated frame")
         path = require_file(resolve_media(media_root, name))
         question = LITE_PROMPT if self.variant == "lite" else PROMPT
-        return EvalRequest(item_id, path, question, [frames], VideoSampling())
+        return EvalRequest(item_id, path, question, [frames], OFFICIAL_EVAL_SAMPLING)
 
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
         return score_captions(records, ctx)

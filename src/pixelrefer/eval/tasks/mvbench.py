@@ -22,7 +22,8 @@ from pixelrefer.eval.tasks.base import (
     failure_notes,
     require,
 )
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
 
 # task name -> (json file, video folder under the media root, read as frames, has start/end bound)
 TASKS: dict[str, tuple[str, str, bool, bool]] = {
@@ -102,9 +103,7 @@ class MVBench(Task):
             if str(answer) not in [str(c) for c in options]:
                 raise BadItem("the answer is not one of the candidates")
             path = require_file(media_root / spec[1] / str(video))
-            sampling = VideoSampling(
-                fps=1.0,
-                max_frames=768,
+            sampling = OFFICIAL_EVAL_SAMPLING.replace(
                 folder_fps=FRAME_FOLDER_FPS,
                 start=entry.get("start") if spec[3] else None,
                 end=entry.get("end") if spec[3] else None,

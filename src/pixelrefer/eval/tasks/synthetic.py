@@ -20,7 +20,8 @@ from pixelrefer.eval.masks import decode_segmentation, require_file
 from pixelrefer.eval.metrics.caption import caption_metrics
 from pixelrefer.eval.metrics.mcq import videorefer_letter
 from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.media import VideoSampling
 
 CAPTION_TASKS = frozenset({"brief", "detail"})
 GROUPS = {
@@ -96,11 +97,9 @@ class Synthetic(Task):
                 paths = [require_file(root / f) for f in frames]
                 regions = [{int(k): decode_segmentation(v) for k, v in m.items()} for m in masks]
                 stamps = sample.get("timestamps")
-                sampling = VideoSampling(
-                    fps=None, max_frames=None, timestamps=tuple(float(t) for t in stamps) if stamps else None
-                )
                 media: str | list[str] = paths if len(paths) > 1 else paths[0]
-                return EvalRequest(item_id, media, question, regions, sampling)
+                times = tuple(float(t) for t in stamps) if stamps else None
+                return EvalRequest(item_id, media, question, regions, VideoSampling(fps=None, max_frames=None), times)
             if "image" not in sample:
                 raise BadItem("sample has neither image nor video")
             image = sample["image"][0] if isinstance(sample["image"], list) else sample["image"]

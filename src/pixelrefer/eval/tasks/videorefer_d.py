@@ -10,7 +10,8 @@ from typing import Any
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
 
 PROMPT = "Please describe in detail the marked object <region> in the video."  # `<video>\n` is added by the processor
 LITE_PROMPT = (
@@ -80,7 +81,7 @@ class VideoReferD(Task):
             if len(regions) != 1:
                 raise BadItem(f"a description item refers to one object, this one has {len(regions)}")
             question = LITE_PROMPT if self.variant == "lite" else PROMPT
-            return EvalRequest(item_id, video_path(entry, media_root), question, regions, VideoSampling())
+            return EvalRequest(item_id, video_path(entry, media_root), question, regions, OFFICIAL_EVAL_SAMPLING)
 
         return build
 

@@ -18,7 +18,8 @@ from pixelrefer.eval.tasks.base import (
     require,
 )
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, VideoSampling
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
 
 SUFFIX = ". Answer with the option's letter from the given choices directly."
 TYPE_SHORT = {
@@ -64,7 +65,7 @@ class VideoReferQ(Task):
             text = build_question(str(question), [str(o) for o in options])
             if text.count("<region>") != len(regions):
                 raise BadItem(f"question has {text.count('<region>')} <region> but {len(regions)} objects")
-            return EvalRequest(item_id, video_path(entry, media_root), text, regions, VideoSampling())
+            return EvalRequest(item_id, video_path(entry, media_root), text, regions, OFFICIAL_EVAL_SAMPLING)
 
         return build
 
