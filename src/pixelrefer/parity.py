@@ -19,9 +19,11 @@ import torch
 from pycocotools import mask as mask_utils
 
 from pixelrefer.inference.resolve import resolve_regions
+from pixelrefer.media import Media
 from pixelrefer.model.loading import load_checkpoint
 from pixelrefer.model.modeling import region_grids
-from pixelrefer.processing.processor import Media, PixelReferProcessor
+from pixelrefer.processing.processor import PixelReferProcessor
+from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 from pixelrefer.regions import Region
 
 CASE_NAMES = ("pixelrefer_image", "pixelrefer_video", "pixelreferlite_image", "pixelreferlite_video")
@@ -34,13 +36,13 @@ _TINY_CALLS: dict[str, dict[str, Any]] = {
                              mask_ids=[0, 0], question="<image>\nThere are two regions in the image: <region>, <region>. Which is larger?"),
     "pixelrefer_video": dict(checkpoint="pixelrefer-tiny", modal="video", frames=_TINY_VIDEO, timestamps=[0.0, 1.0, 2.0, 3.0],
                              additional_frames=[0], masks=["disc0"], mask_ids=[0],
-                             question="<video>\nPlease describe in detail the marked object <region> in the video."),
+                             question="<video>\n" + BENCHMARK_PROMPTS["videorefer_d"]),
     "pixelreferlite_image": dict(checkpoint="pixelreferlite-tiny", modal="image", frames=["image.png"], masks=["small", "large"],
                                  mask_ids=[0, 0], question="There are two regions in the image: <region>, <region>. Which is larger?"),
     "pixelreferlite_video": dict(checkpoint="pixelreferlite-tiny", modal="video", frames=_TINY_VIDEO, timestamps=[0.0, 1.0, 2.0, 3.0],
                                  additional_frames=[0, 1, 2, 3], masks=["disc0", "disc1", "disc2", "disc3"], mask_ids=[0, 1, 2, 3],
                                  mask_ids_raw=[[0, 1, 2, 3]],
-                                 question="There is one object in the video: <region>.\nPlease describe in detail the marked object in the video."),
+                                 question=BENCHMARK_PROMPTS["videorefer_d_lite"]),
 }
 
 

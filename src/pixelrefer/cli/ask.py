@@ -137,7 +137,7 @@ def describe(
 
     Example: pixelrefer describe scene.png --box 30,20,80,60 --point 100,40 --task brief
     """
-    from pixelrefer.processing.prompts import TASK_PROMPTS, compose_question
+    from pixelrefer.processing.prompts import compose_question, task_prompt
 
     with cli_errors():
         compose_question(None, 1, task)
@@ -152,7 +152,7 @@ def describe(
         if overlay_path is not None:
             resolved = [r for a in answers for r in a.regions]
             console.print(f"overlay written to {write_overlay(overlay_path, clip, resolved)}", style="dim")
-        _report(media, TASK_PROMPTS[task], region_list, answers, latency, as_json, per_region=True,
+        _report(media, task_prompt(task), region_list, answers, latency, as_json, per_region=True,
                 frame=(region_args.frame, position))
 
 

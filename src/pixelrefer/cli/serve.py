@@ -18,6 +18,7 @@ from pixelrefer.cli.common import (
     fail,
     load_pipeline,
 )
+from pixelrefer.media import DEFAULT_SAMPLING
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="requests waiting beyond the running one; more get 429", min=0)] = 8,
     max_upload_mb: Annotated[float, typer.Option(help="largest upload in MiB (413 above)", min=0.01)] = 32.0,
     max_video_seconds: Annotated[float, typer.Option(help="longest video accepted", min=0.1)] = 60.0,
-    max_video_frames: Annotated[int, typer.Option(help="frames sampled from a video", min=1)] = 16,
-    video_fps: Annotated[float, typer.Option(help="video sampling rate", min=0.01)] = 1.0,
+    max_video_frames: Annotated[int, typer.Option(help="frames sampled from a video", min=1)] = DEFAULT_SAMPLING.max_frames,
+    video_fps: Annotated[float | None, typer.Option(
+        help="video sampling rate (default: spread the frames evenly over the clip)", min=0.01)] = DEFAULT_SAMPLING.fps,
     timeout: Annotated[float, typer.Option(help="seconds before a request gets 504", min=0.1)] = 120.0,
     max_new_tokens: Annotated[int, typer.Option(help="default answer length in tokens", min=1)] = 128,
     max_batch: Annotated[int, typer.Option(help="concurrent questions answered in one batch", min=1)] = 4,

@@ -18,15 +18,15 @@ import numpy as np
 from pixelrefer.errors import PixelReferError
 from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.limits import limits_for, use_limits
-from pixelrefer.media import Media, load_media
-from pixelrefer.processing.prompts import RELATION_TASK, TASK_PROMPTS, compose_question
+from pixelrefer.media import DEFAULT_SAMPLING, Media, load_media
+from pixelrefer.processing.prompts import MENU_TASKS, menu_question
 from pixelrefer.regions import Region, ResolvedRegion
 from pixelrefer.viz import overlay
 
 logger = logging.getLogger(__name__)
 
 MODES = ("point +", "point -", "box (2 clicks)")
-TASKS = ("question", "category", "brief", "detailed", RELATION_TASK)
+TASKS = MENU_TASKS
 MAX_SIDE = 1024
 DEMO_LIMITS = limits_for("demo")
 
@@ -63,30 +63,24 @@ class RegionDraft:
 
 @dataclass
 class DemoSession:
-    """One browser session: the loaded media (the one container, :class:`pixelrefer.media.Media`), the frame shown
-    and the regions drawn so far."""
+    """The loaded :class:`Media` (``None`` before an upload), the frame shown and the regions drawn."""
 
-    source: Media | None = None
+    media: Media | None = None
     frame: int = 0
     regions: list[RegionDraft] = field(default_factory=list)
     name: str = ""
 
     @property
     def loaded(self) -> bool:
-        return self.source is not None
+        return self.media is not None
 
     @property
     def frames(self) -> list[np.ndarray]:
-        return self.source.frames if self.source is not None else []
+        return self.media.frames if self.media is not None else []
 
     @property
     def is_video(self) -> bool:
-        return self.source is not None and self.source.is_video
-
-    def media(self) -> Media:
-        if self.source is None:
-            raise DemoError("upload an image or a video first")
-        return self.source
+        return self.media is not None and self.media.is_video
 
     def finished(self) -> list[RegionDraft]:
         return [r for r in self.regions if r.resolved is not None and r.resolved.masks]
@@ -101,7 +95,7 @@ class DemoController:
 
     # ------------------------------------------------------------------------------------------- media
     def load(self, path: str | Path | None) -> DemoSession:
-        """A fresh session on an uploaded image or video (videos sampled by the one default,
+        """A fresh session on an uploaded image or video (videos sampled by
         :data:`pixelrefer.media.DEFAULT_SAMPLING`), read within the demo's limits
         (:func:`pixelrefer.limits.limits_for`)."""
         if not path:
@@ -109,7 +103,7 @@ class DemoController:
         path = Path(path)
         try:
             with use_limits(DEMO_LIMITS):
-                media = load_media(path)
+                media = load_media(path, DEFAULT_SAMPLING)
         except PixelReferError as exc:
             raise DemoError(f"cannot read {path.name}: {exc}") from exc
         if not media.is_video and max(media.size) > MAX_SIDE * 4:
@@ -217,14 +211,8 @@ class DemoController:
         n = len(session.finished())
         if n == 0:
             raise DemoError("add a region first: click on the image")
-        if session.is_video and f"video_{task}" in TASK_PROMPTS:
-            task = f"video_{task}"
         try:
-            if task in ("", "question"):
-                return compose_question(question, n)
-            if task != RELATION_TASK and n > 1:  # a one-region task prompt, asked about all regions at once
-                return compose_question(TASK_PROMPTS[task].replace("<region>", "each region"), n)
-            return compose_question(None, n, task)
+            return menu_question(task, question, n, session.is_video)
         except PixelReferError as exc:
             raise DemoError(str(exc)) from exc
 
@@ -241,7 +229,7 @@ class DemoController:
                                       temperature=float(temperature) if temperature > 0 else 0.2, seed=0)
         answer = ""
         try:
-            for piece in self.pipeline.stream(session.media(), regions, text, generation):
+            for piece in self.pipeline.stream(session.media, regions, text, generation):
                 answer += piece
                 yield answer
         except PixelReferError as exc:

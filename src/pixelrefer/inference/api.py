@@ -55,7 +55,13 @@ from pixelrefer.processing.processor import (
     PixelReferProcessor,
     collate_visual,
 )
-from pixelrefer.processing.prompts import TASK_PROMPTS, PromptError, check_user_text
+from pixelrefer.processing.prompts import (
+    PromptError,
+    check_placeholders,
+    check_user_text,
+    count_region_placeholders,
+    task_prompt,
+)
 from pixelrefer.regions import ResolvedRegion
 from pixelrefer.utils.device import resolve_device, resolve_dtype
 
@@ -258,14 +264,11 @@ class PixelRefer:
         """One answer per region for the same question: the media prefix is encoded once and its KV cache
         shared by all regions, whose suffixes are decoded as one batch. ``cancel`` stops them all."""
         if question is None:
-            if task not in TASK_PROMPTS:
-                raise PromptError(f"unknown task {task!r}; choose one of {sorted(TASK_PROMPTS)}")
-            question = TASK_PROMPTS[task]
+            question = task_prompt(task)
         question = self._check_input(question, regions)
         if not regions:
             raise PromptError("describe_each needs at least one region")
-        if question.count("<region>") != 1:
-            raise PromptError("describe_each needs a question with exactly one <region>")
+        check_placeholders(question, 1, "describe_each's question")
         used = self.prepare(media, regions)
         each = [Prepared(used.media, [r]) for r in used.regions]
         samples = [self._encode(p.media, p.regions, question) for p in each]
@@ -339,7 +342,7 @@ class ChatSession:
         (one ``<region>`` each), else to none."""
         p = self.pipeline
         question = p._check_input(question, regions if regions is not None else self.regions)
-        n = question.count("<region>")
+        n = count_region_placeholders(question)
         if regions is None:
             regions = self.regions if n == len(self.regions) else []
         used = p.prepare(self.media, regions)

@@ -14,7 +14,7 @@ import numpy as np
 from pixelrefer.media.errors import MediaError
 
 
-@dataclass
+@dataclass(eq=False)
 class Media:
     """Frames as ``(H, W, 3) uint8`` RGB arrays: one for an image, the sampled frames of a video.
 

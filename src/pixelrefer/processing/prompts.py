@@ -1,4 +1,12 @@
-"""Every prompt rule in one place: the chat template, `<region>` expansion and task prompts.
+"""Every prompt rule in one place: the chat template, `<region>` placeholders, and every prompt template.
+
+Templates owned here (and imported by the API, CLI, server, demo, evaluation and synthetic data alike):
+:data:`TASK_PROMPTS` (the paper's one-region tasks), :data:`BENCHMARK_PROMPTS` (each benchmark's official wording,
+most of them a task prompt), the multiple-choice layouts (:func:`inline_choices`, :func:`listed_choices`, one
+:data:`MCQ_SUFFIX`), the menu of tasks a UI offers (:data:`MENU_TASKS`, :func:`menu_question`), the relation and
+several-regions wording (:func:`relation_question`, :func:`multi_region_prefix`). Placeholder rules:
+:func:`count_region_placeholders`, :func:`check_placeholders`, :func:`expand_regions`; task validation:
+:func:`task_prompt`.
 
 Rendering (identical to the official processor):
 
@@ -69,7 +77,34 @@ TASK_PROMPTS: dict[str, str] = {
     "video_detailed": "Please describe in detail the marked object <region> in the video.",
     "video_brief": "Please describe the object <region> in brief in the video.",
 }
+RELATION_TASK = "relation"
+TASK_NAMES = sorted([*TASK_PROMPTS, RELATION_TASK])
+
+# Each benchmark's prompt, as its official evaluation words it (spec §7); `<video>` is placed by the processor.
+BENCHMARK_PROMPTS: dict[str, str] = {
+    "lvis": TASK_PROMPTS["category"],
+    "paco": TASK_PROMPTS["part_category"],
+    "vg": TASK_PROMPTS["brief"],
+    "hc_stvg": TASK_PROMPTS["video_brief"],
+    "videorefer_d": TASK_PROMPTS["video_detailed"],
+    "refl4": "Please describe <region> in brief.",
+    "refl4_clair": "Please describe <region> in detail.",
+    "dlc_bench": "Please describe the region <region> in the image in detail. Do not describe anything else.",
+    "hc_stvg_lite": (
+        "There is one object in the video: <region>.\n"
+        "Please give a description of the highlighted object in the video. Using only one sentense."
+    ),
+    "videorefer_d_lite": (
+        "There is one object in the video: <region>.\nPlease describe in detail the marked object in the video."
+    ),
+}
+FERRET_LITE_PREFIX = "There is 1 region in the image: <region> "  # Ferret-Bench (Lite): the question's own <region>s go
 MCQ_SUFFIX = "Answer with the option's letter from the given choices directly."
+MCQ_BEST_OPTION_SUFFIX = MCQ_SUFFIX.removesuffix(".") + " and only give the best option."  # MVBench's wording
+
+# The tasks a UI offers (the demo's menu): "question" sends the typed text; the others a task prompt.
+QUESTION_TASK = "question"
+MENU_TASKS = (QUESTION_TASK, "category", "brief", "detailed", RELATION_TASK)
 
 
 def count_region_placeholders(text: str) -> int:
@@ -172,15 +207,45 @@ def multi_region_prefix(num_regions: int) -> str:
     return f"There {verb} {num_regions} {noun} in the image: {names}. "
 
 
-RELATION_TASK = "relation"
-
-
 def relation_question(num_regions: int) -> str:
     """'What is the relationship between <region> and <region>?' for two or more regions."""
     if num_regions < 2:
         raise PromptError("the relation task needs at least two regions")
-    names = ["<region>"] * num_regions
+    names = [REGION_PLACEHOLDER] * num_regions
     return f"What is the relationship between {', '.join(names[:-1])} and {names[-1]}?"
+
+
+def task_prompt(task: str) -> str:
+    """The prompt of a one-region task; :class:`PromptError` naming the choices for any other name."""
+    if task == RELATION_TASK:
+        raise PromptError("the relation task asks about several regions at once; it has no one-region prompt")
+    if task not in TASK_PROMPTS:
+        raise PromptError(f"unknown task {task!r}; choose one of {TASK_NAMES}")
+    return TASK_PROMPTS[task]
+
+
+def check_placeholders(text: str, num_regions: int, what: str = "the question") -> str:
+    """Raise :class:`PromptError` unless ``text`` has exactly ``num_regions`` `<region>` placeholders."""
+    found = count_region_placeholders(text)
+    if found != num_regions:
+        raise PromptError(f"{what} needs exactly {num_regions} {REGION_PLACEHOLDER} placeholder(s), found {found}")
+    return text
+
+
+def lettered(options: Sequence[str]) -> list[str]:
+    """``["(A) first", "(B) second", ...]``."""
+    return [f"({chr(ord('A') + i)}) {option}" for i, option in enumerate(options)]
+
+
+def inline_choices(question: str, lettered_options: Sequence[str]) -> str:
+    """VideoRefer-Bench-Q's layout (also the synthetic data's): ``"Q (A) x (B) y. Answer with the option's ..."``."""
+    return f"{question} {' '.join(lettered_options)}. {MCQ_SUFFIX}"
+
+
+def listed_choices(question: str, options: Sequence[str]) -> str:
+    """MVBench's layout: ``"Question: Q\\nOptions:\\n(A) x\\n(B) y\\nAnswer with ... the best option."``."""
+    lines = "".join(f"{line}\n" for line in lettered(options))
+    return f"Question: {question}\nOptions:\n{lines}{MCQ_BEST_OPTION_SUFFIX}"
 
 
 def compose_question(question: str | None, num_regions: int, task: str | None = None) -> str:
@@ -189,14 +254,25 @@ def compose_question(question: str | None, num_regions: int, task: str | None = 
     if task:
         if task == RELATION_TASK:
             return relation_question(num_regions)
-        if task not in TASK_PROMPTS:
-            raise PromptError(f"unknown task {task!r}; choose one of {sorted([*TASK_PROMPTS, RELATION_TASK])}")
+        prompt = task_prompt(task)
         if num_regions != 1:
             raise PromptError(f"the {task} task asks about one region; {num_regions} were given")
-        return TASK_PROMPTS[task]
+        return prompt
     text = check_user_text(check_question(question or "")).strip()
     if not strip_media_tags(text):
         raise PromptError("the question is empty")
     if num_regions and count_region_placeholders(text) == 0:
         text = multi_region_prefix(num_regions) + text
     return text
+
+
+def menu_question(task: str, question: str | None, num_regions: int, is_video: bool = False) -> str:
+    """The text sent for a task picked from :data:`MENU_TASKS`: the typed question (``"question"``), else the task's
+    prompt (its video wording on a video), asked about each region at once when there are several."""
+    if is_video and f"video_{task}" in TASK_PROMPTS:
+        task = f"video_{task}"
+    if task in ("", QUESTION_TASK):
+        return compose_question(question, num_regions)
+    if task != RELATION_TASK and num_regions > 1:
+        return compose_question(task_prompt(task).replace(REGION_PLACEHOLDER, "each region"), num_regions)
+    return compose_question(None, num_regions, task)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pixelrefer.constants import REGION_PLACEHOLDER
-from pixelrefer.processing.prompts import MCQ_SUFFIX, TASK_PROMPTS
+from pixelrefer.processing.prompts import TASK_PROMPTS, inline_choices, lettered
 from pixelrefer.synth import world
 from pixelrefer.synth.scenes import MIN_PART_PIXELS, Box, Scene, SceneObject
 from pixelrefer.synth.videos import MOTIONS, Track, Video
@@ -104,8 +104,7 @@ def _multiple_choice(rng: np.random.Generator, question: str, correct: str, pool
     picked = [wrong[int(i)] for i in rng.permutation(len(wrong))[: len(LETTERS) - 1]]
     options = [picked[int(i)] for i in rng.permutation(len(picked))]
     options.insert(int(rng.integers(len(options) + 1)), correct)
-    text = " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
-    return f"{question} {text}. {MCQ_SUFFIX}", LETTERS[options.index(correct)], options
+    return inline_choices(question, lettered(options)), LETTERS[options.index(correct)], options
 
 
 # -------------------------------------------------------------------------------------- image tasks

@@ -19,6 +19,7 @@ from pixelrefer.eval.tasks.base import (
     resolve_media,
 )
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, bad_item_builder
+from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
 COCO_SUBDIRS = ("", "val2017", "train2017")
 
@@ -83,14 +84,11 @@ class LVIS(_CategoryTask):
     name = "lvis"
     title = "LVIS category recognition"
     anchor_key = "lvis"
-    prompt = "What is the category of <region>? Using only one word or phrase."
+    prompt = BENCHMARK_PROMPTS["lvis"]
 
 
 class PACO(_CategoryTask):
     name = "paco"
     title = "PACO part/category recognition"
     anchor_key = "paco"
-    prompt = (
-        "What is the category of <region>? It maybe a subpart of an object. If it is a subpart, output in the "
-        "format of 'category:subcategory', else just output the category."
-    )
+    prompt = BENCHMARK_PROMPTS["paco"]

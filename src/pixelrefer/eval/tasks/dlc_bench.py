@@ -28,10 +28,11 @@ from pixelrefer.eval.tasks.base import (
     resolve_media,
 )
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
 logger = logging.getLogger(__name__)
 
-PROMPT = "Please describe the region <region> in the image in detail. Do not describe anything else."
+PROMPT = BENCHMARK_PROMPTS["dlc_bench"]
 JUDGE_PROMPT = """Answer the multiple-choice question based on the text description of an object in an image. You need to follow these rules:
 1. Do not output any reasoning. Do not perform correction. Please output exactly one answer from the choices for each question. Do not repeat the question.
 2. There is no need for exact matching. Please choose the closest option based on the description.

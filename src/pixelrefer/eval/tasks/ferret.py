@@ -28,6 +28,8 @@ from pixelrefer.eval.tasks.base import (
     resolve_media,
 )
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.media.image import shown_size
+from pixelrefer.processing.prompts import FERRET_LITE_PREFIX
 
 SYSTEM_PROMPT = "You are a helpful and precise assistant for checking the quality of the answer."
 DEFAULT_RULE = {
@@ -102,11 +104,11 @@ class FerretReasoning(Task):
                 from PIL import Image
 
                 with Image.open(path) as image:
-                    width, height = image.size
+                    height, width = shown_size(image)  # upright, as the image is loaded
             mask = decode_segmentation(segmentation, height, width)
             text = str(entry["text"])
             if self.variant == "lite":
-                text = "There is 1 region in the image: <region> " + text.replace(REGION_PLACEHOLDER, "")
+                text = FERRET_LITE_PREFIX + text.replace(REGION_PLACEHOLDER, "")
             return EvalRequest(id=item_id, media=path_str, question=text, regions=[{0: mask}])
 
         return build

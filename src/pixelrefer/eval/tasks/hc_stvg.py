@@ -17,12 +17,10 @@ from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, r
 from pixelrefer.eval.tasks.captioning import score_captions
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
+from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
-PROMPT = "Please describe the object <region> in brief in the video."
-LITE_PROMPT = (
-    "There is one object in the video: <region>.\n"
-    "Please give a description of the highlighted object in the video. Using only one sentense."
-)
+PROMPT = BENCHMARK_PROMPTS["hc_stvg"]
+LITE_PROMPT = BENCHMARK_PROMPTS["hc_stvg_lite"]
 
 
 def _reference(entry: Any) -> str:

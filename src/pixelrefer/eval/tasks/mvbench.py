@@ -24,6 +24,7 @@ from pixelrefer.eval.tasks.base import (
 )
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
+from pixelrefer.processing.prompts import listed_choices
 
 # task name -> (json file, video folder under the media root, read as frames, has start/end bound)
 TASKS: dict[str, tuple[str, str, bool, bool]] = {
@@ -49,15 +50,6 @@ TASKS: dict[str, tuple[str, str, bool, bool]] = {
     "Counterfactual Inference": ("counterfactual_inference.json", "clevrer/video_validation/", False, False),
 }
 FRAME_FOLDER_FPS = 3.0
-
-
-def build_prompt(question: str, options: list[str]) -> str:
-    lines = "".join(f"({chr(ord('A') + i)}) {c}\n" for i, c in enumerate(options))
-    prompt = (
-        f"Question: {question}\nOptions:\n{lines}"
-        "Answer with the option's letter from the given choices directly and only give the best option."
-    )
-    return prompt
 
 
 class MVBench(Task):
@@ -109,7 +101,7 @@ class MVBench(Task):
                 end=entry.get("end") if spec[3] else None,
             )
             return EvalRequest(
-                item_id, path, build_prompt(str(question), [str(o) for o in options]), [], sampling
+                item_id, path, listed_choices(str(question), [str(o) for o in options]), [], sampling
             )
 
         return build

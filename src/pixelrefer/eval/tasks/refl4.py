@@ -19,8 +19,9 @@ from pixelrefer.eval.masks import box_mask, require_file
 from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
 from pixelrefer.eval.tasks.captioning import score_captions
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
-PROMPT = "Please describe <region> in brief."
+PROMPT = BENCHMARK_PROMPTS["refl4"]
 SUMMARY_MIN_WORDS = 5
 SUMMARY_SYSTEM_PROMPT = """
 Give you a description of an object, please condense the sentence into a brief phrase that highlights the object\'s category and key characteristics. 

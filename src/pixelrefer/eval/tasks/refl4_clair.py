@@ -9,8 +9,9 @@ from pathlib import Path
 from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes
 from pixelrefer.eval.tasks.refl4 import load_refl4
 from pixelrefer.eval.types import EvalItem
+from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
-PROMPT = "Please describe <region> in detail."
+PROMPT = BENCHMARK_PROMPTS["refl4_clair"]
 CLAIR_PROMPT = """\
 You are trying to tell if a candidate set of captions is describing the same image as a reference set of captions.
 Candidate set:

@@ -11,8 +11,9 @@ from pixelrefer.eval.masks import box_mask, require_file
 from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
 from pixelrefer.eval.tasks.captioning import score_captions
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
-PROMPT = "Please describe <region> briefly."
+PROMPT = BENCHMARK_PROMPTS["vg"]
 
 
 class VG(Task):

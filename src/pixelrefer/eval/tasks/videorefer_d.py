@@ -12,11 +12,10 @@ from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, c
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
+from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
-PROMPT = "Please describe in detail the marked object <region> in the video."  # `<video>\n` is added by the processor
-LITE_PROMPT = (
-    "There is one object in the video: <region>.\nPlease describe in detail the marked object in the video."
-)
+PROMPT = BENCHMARK_PROMPTS["videorefer_d"]
+LITE_PROMPT = BENCHMARK_PROMPTS["videorefer_d_lite"]
 DIMENSIONS = (
     "Subject Correspondence",
     "Appearance Description",

@@ -20,8 +20,8 @@ from pixelrefer.eval.tasks.base import (
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
+from pixelrefer.processing.prompts import count_region_placeholders, inline_choices
 
-SUFFIX = ". Answer with the option's letter from the given choices directly."
 TYPE_SHORT = {
     "Basic Questions": "BQ",
     "Sequential Questions": "SQ",
@@ -29,10 +29,6 @@ TYPE_SHORT = {
     "Reasoning Questions": "RsQ",
     "Future Predictions": "FP",
 }
-
-
-def build_question(question: str, options: list[str]) -> str:
-    return question + " " + " ".join(options) + SUFFIX
 
 
 class VideoReferQ(Task):
@@ -62,9 +58,9 @@ class VideoReferQ(Task):
             if not isinstance(options, list) or not options:
                 raise BadItem("'options' must be a non-empty list")
             regions = object_masks(entry, all_frames=self.variant == "lite")
-            text = build_question(str(question), [str(o) for o in options])
-            if text.count("<region>") != len(regions):
-                raise BadItem(f"question has {text.count('<region>')} <region> but {len(regions)} objects")
+            text = inline_choices(str(question), [str(o) for o in options])  # options come lettered: "(A) ..."
+            if count_region_placeholders(text) != len(regions):
+                raise BadItem(f"question has {count_region_placeholders(text)} <region> but {len(regions)} objects")
             return EvalRequest(item_id, video_path(entry, media_root), text, regions, OFFICIAL_EVAL_SAMPLING)
 
         return build
