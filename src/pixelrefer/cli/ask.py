@@ -17,18 +17,16 @@ import typer
 from pixelrefer.cli.common import (
     DEFAULT_FPS,
     DEFAULT_MAX_FRAMES,
-    DEFAULT_MODEL,
     REGION_ORDER,
-    DeviceOpt,
-    DtypeOpt,
     FpsOpt,
     JsonOpt,
     MaxFramesOpt,
-    ModelOpt,
+    ModelArgs,
     RegionArgs,
     TokensOpt,
     cli_errors,
     console,
+    model_options,
     prepare,
     region_options,
 )
@@ -74,9 +72,7 @@ def ask(
     media: Annotated[Path, typer.Argument(help="image or video file (or a folder of frames)")],
     question: Annotated[str, typer.Argument(help="question with one <region> per region, e.g. 'What is <region>?'")],
     region_args: RegionArgs,
-    model: ModelOpt = DEFAULT_MODEL,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
+    model_args: ModelArgs,
     max_new_tokens: TokensOpt = 128,
     stream: Annotated[bool, typer.Option("--stream", help="print the answer while it is generated (not with --json)")] = False,
     as_json: JsonOpt = False,
@@ -95,7 +91,7 @@ def ask(
 
     with cli_errors():
         compose_question(question, 0)  # the text's limits and control tokens, before any decoding or loading
-        pipeline, clip, region_list, position = prepare(media, region_args, model, device, dtype, fps, max_frames)
+        pipeline, clip, region_list, position = prepare(media, region_args, model_args, fps, max_frames)
         from pixelrefer.inference.generation import GenerationConfig
 
         text = compose_question(question, len(region_list))
@@ -123,10 +119,8 @@ def ask(
 def describe(
     media: Annotated[Path, typer.Argument(help="image or video file (or a folder of frames)")],
     region_args: RegionArgs,
+    model_args: ModelArgs,
     task: Annotated[str, typer.Option(help="category, part_category, brief, detailed, video_brief, video_detailed")] = "brief",
-    model: ModelOpt = DEFAULT_MODEL,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
     max_new_tokens: TokensOpt = 128,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
@@ -141,7 +135,7 @@ def describe(
 
     with cli_errors():
         compose_question(None, 1, task)
-        pipeline, clip, region_list, position = prepare(media, region_args, model, device, dtype, fps, max_frames)
+        pipeline, clip, region_list, position = prepare(media, region_args, model_args, fps, max_frames)
         if not region_list:
             raise typer.BadParameter("describe needs at least one region (--box, --point, --mask, ...)")
         from pixelrefer.inference.generation import GenerationConfig
@@ -157,8 +151,8 @@ def describe(
 
 
 ask.__doc__ = (ask.__doc__ or "").replace("{order}", REGION_ORDER)
-ask = region_options(ask)
-describe = region_options(describe)
+ask = model_options(region_options(ask))
+describe = model_options(region_options(describe))
 
 
 def _report(media: Path, question: str, regions: list[Region], answers: list[Answer], latency: float, as_json: bool,

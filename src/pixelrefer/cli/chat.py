@@ -19,17 +19,15 @@ import typer
 from pixelrefer.cli.common import (
     DEFAULT_FPS,
     DEFAULT_MAX_FRAMES,
-    DEFAULT_MODEL,
-    DeviceOpt,
-    DtypeOpt,
     FpsOpt,
     JsonOpt,
     MaxFramesOpt,
-    ModelOpt,
+    ModelArgs,
     RegionArgs,
     TokensOpt,
     cli_errors,
     console,
+    model_options,
     prepare,
     region_options,
 )
@@ -55,9 +53,7 @@ def _questions(stream: TextIO, interactive: bool) -> Iterator[str]:
 def chat(
     media: Annotated[Path, typer.Argument(help="image or video file (or a folder of frames)")],
     region_args: RegionArgs,
-    model: ModelOpt = DEFAULT_MODEL,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
+    model_args: ModelArgs,
     max_new_tokens: TokensOpt = 128,
     as_json: JsonOpt = False,
     fps: FpsOpt = DEFAULT_FPS,
@@ -68,7 +64,7 @@ def chat(
     Example: pixelrefer chat scene.png --box 30,20,80,60   then type: What is <region>?
     """
     with cli_errors():
-        pipeline, clip, region_list, _ = prepare(media, region_args, model, device, dtype, fps, max_frames)
+        pipeline, clip, region_list, _ = prepare(media, region_args, model_args, fps, max_frames)
         from pixelrefer.inference.generation import GenerationConfig
 
         with console.status("Segmenting regions …"):
@@ -95,4 +91,4 @@ def chat(
                 print(f"assistant> {text}", flush=True)
 
 
-chat = region_options(chat)
+chat = model_options(region_options(chat))

@@ -122,14 +122,52 @@ class PixelReferTyper(typer.Typer):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+# ------------------------------------------------------------------------------------------- option injection
+def _with_options(func: F, name: str, options: dict[str, tuple[Any, Any]], build: Callable[[dict[str, Any]], Any]) -> F:
+    """``func`` with ``options`` (name -> (typer annotation, default)) added to its command-line signature; it
+    receives them gathered by ``build`` as its ``name`` argument. Typer reads the new signature."""
+    signature = inspect.signature(func, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != name]
+    added = [inspect.Parameter(opt, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+             for opt, (annotation, default) in options.items()]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {opt: kwargs.pop(opt) for opt in options}
+        return func(*args, **{name: build(given)}, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in kept},
+                               **{opt: annotation for opt, (annotation, _) in options.items()}}
+    del wrapper.__wrapped__  # typer reads the new signature, not the wrapped function's
+    return wrapper  # type: ignore[return-value]
+
+
 # ------------------------------------------------------------------------------------------- model loading
-# The one place for the options that choose and load a model; every command that loads one takes these.
+# The one place for the options that choose and load a model (add a new one to MODEL_OPTIONS, ModelArgs and
+# load_pipeline); every command that loads a model takes them with @model_options.
 DEFAULT_MODEL = "nano"  # the bundled trained model: the default of every command
 FALLBACK_MODEL = "tiny"  # used (with a warning) only when the bundled default is not installed
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="bundled model (nano), preset (tiny) or checkpoint folder")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")]
+MODEL_OPTIONS: dict[str, tuple[Any, Any]] = {"model": (ModelOpt, DEFAULT_MODEL), "device": (DeviceOpt, "auto"),
+                                             "dtype": (DtypeOpt, "auto")}
+
+
+@dataclass
+class ModelArgs:
+    """The model-loading options as given on the command line."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def model_options(func: F) -> F:
+    """Add the model-loading options (:data:`MODEL_OPTIONS`) to a command; it receives them as ``model_args``."""
+    return _with_options(func, "model_args", MODEL_OPTIONS, lambda given: ModelArgs(**given))
 
 
 def warn_random_weights(model: str, what: str) -> bool:
@@ -143,11 +181,12 @@ def warn_random_weights(model: str, what: str) -> bool:
     return True
 
 
-def load_pipeline(model: str, device: str, dtype: str) -> PixelRefer:
+def load_pipeline(args: ModelArgs) -> PixelRefer:
     """Load the predictor with a status line; the bundled default falls back to the random tiny preset if absent."""
     from pixelrefer.inference.api import PixelRefer
     from pixelrefer.presets import BUNDLED
 
+    model, device, dtype = args.model, args.device, args.dtype
     if model == DEFAULT_MODEL and not BUNDLED[DEFAULT_MODEL].is_dir():
         console.print(f"[yellow]warning:[/] the bundled model {DEFAULT_MODEL!r} is not installed; using the random "
                       f"{FALLBACK_MODEL!r} preset (its answers are meaningless). Pass --model PATH for real weights.")
@@ -192,20 +231,23 @@ def read_media(path: Path, fps: float | None, max_frames: int) -> Media:
 
 # ------------------------------------------------------------------------------------------- regions
 # One parser for the region options of every command (ask, describe, chat, segment); errors are RegionError.
-REGION_OPTIONS: dict[str, Any] = {
-    "regions": Annotated[Path | None, typer.Option("--regions", help="JSON file: a list of region objects (server schema)")],
-    "mask": Annotated[list[Path], typer.Option("--mask", help="a region: mask image (alpha, else non-zero pixels)")],
-    "rle": Annotated[list[Path], typer.Option("--rle", help="a region: JSON file with a COCO RLE (or a list of them)")],
-    "polygon": Annotated[list[str], typer.Option("--polygon", help="a region: x0,y0,x1,y1,x2,y2,... (repeatable)")],
-    "box": Annotated[list[str], typer.Option("--box", help="a region: x0,y0,x1,y1 in pixels (repeat for more regions)")],
-    "point": Annotated[list[str], typer.Option(
-        "--point", help="one click x,y[,label] (label 1 = on the object, 0 = background); repeated --point build ONE region")],
-    "points": Annotated[list[str], typer.Option(
-        "--points", help="another point region: 'x,y[,label];x,y[,label]' (repeat for more regions)")],
-    "scribble": Annotated[list[str], typer.Option("--scribble", help="a region: a stroke 'x,y;x,y;...' (repeatable)")],
-    "frame": Annotated[int, typer.Option("--frame", min=0, help=(
+REGION_OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (annotation, default)
+    "regions": (Annotated[Path | None, typer.Option(
+        "--regions", help="JSON file: a list of region objects (server schema)")], None),
+    "mask": (Annotated[list[Path], typer.Option("--mask", help="a region: mask image (alpha, else non-zero pixels)")], []),
+    "rle": (Annotated[list[Path], typer.Option(
+        "--rle", help="a region: JSON file with a COCO RLE (or a list of them)")], []),
+    "polygon": (Annotated[list[str], typer.Option("--polygon", help="a region: x0,y0,x1,y1,x2,y2,... (repeatable)")], []),
+    "box": (Annotated[list[str], typer.Option(
+        "--box", help="a region: x0,y0,x1,y1 in pixels (repeat for more regions)")], []),
+    "point": (Annotated[list[str], typer.Option(
+        "--point", help="one click x,y[,label] (label 1 = on the object, 0 = background); repeated --point build ONE region")], []),
+    "points": (Annotated[list[str], typer.Option(
+        "--points", help="another point region: 'x,y[,label];x,y[,label]' (repeat for more regions)")], []),
+    "scribble": (Annotated[list[str], typer.Option("--scribble", help="a region: a stroke 'x,y;x,y;...' (repeatable)")], []),
+    "frame": (Annotated[int, typer.Option("--frame", min=0, help=(
         "video: the SOURCE frame index the prompts are drawn on (0-based, as in the file; the nearest sampled "
-        "frame is used and reported)"))],
+        "frame is used and reported)"))], 0),
 }
 REGION_ORDER = "--regions, --mask, --rle, --polygon, --box, --point, --points, --scribble"
 
@@ -227,26 +269,10 @@ class RegionArgs:
 
 def region_options(func: F) -> F:
     """Add the region options (:data:`REGION_OPTIONS`) to a command; it receives them as ``region_args``."""
-    signature = inspect.signature(func, eval_str=True)
-    kept = [p for p in signature.parameters.values() if p.name != "region_args"]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                               default=None if name == "regions" else 0 if name == "frame" else [])
-             for name, annotation in REGION_OPTIONS.items()]
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name) for name in REGION_OPTIONS}
-        region_args = RegionArgs(regions_file=given["regions"], masks=list(given["mask"] or []),
-                                 rles=list(given["rle"] or []), polygons=list(given["polygon"] or []),
-                                 boxes=list(given["box"] or []), point=list(given["point"] or []),
-                                 points=list(given["points"] or []), scribbles=list(given["scribble"] or []),
-                                 frame=given["frame"])
-        return func(*args, region_args=region_args, **kwargs)
-
-    wrapper.__signature__ = signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**{p.name: p.annotation for p in kept}, **REGION_OPTIONS}
-    del wrapper.__wrapped__  # typer reads the new signature, not the wrapped function's
-    return wrapper  # type: ignore[return-value]
+    return _with_options(func, "region_args", REGION_OPTIONS, lambda given: RegionArgs(
+        regions_file=given["regions"], masks=list(given["mask"] or []), rles=list(given["rle"] or []),
+        polygons=list(given["polygon"] or []), boxes=list(given["box"] or []), point=list(given["point"] or []),
+        points=list(given["points"] or []), scribbles=list(given["scribble"] or []), frame=given["frame"]))
 
 
 def _numbers(text: str, what: str, count: int | None = None) -> list[float]:
@@ -329,13 +355,12 @@ def regions_on_media(regions: list[Region], media: Media, frame: int) -> tuple[l
     return mapped, position
 
 
-def prepare(media_path: Path, args: RegionArgs, model: str, device: str, dtype: str, fps: float | None,
-            max_frames: int):
+def prepare(media_path: Path, args: RegionArgs, model_args: ModelArgs, fps: float | None, max_frames: int):
     """Shared by ask/describe/chat: parse the regions (before any decoding), decode the media, load the model.
     Returns the predictor, the media, the regions (moved onto sampled frames) and the sampled position of
     ``--frame``. The regions are resolved by the predictor, once, when it answers."""
     regions = collect_regions(args)
     media = read_media(media_path, fps, max_frames)
     regions, position = regions_on_media(regions, media, args.frame)
-    pipeline = load_pipeline(model, device, dtype)
+    pipeline = load_pipeline(model_args)
     return pipeline, media, regions, position

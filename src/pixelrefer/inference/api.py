@@ -57,7 +57,6 @@ from pixelrefer.processing.processor import (
 )
 from pixelrefer.processing.prompts import (
     PromptError,
-    check_placeholders,
     check_user_text,
     count_region_placeholders,
     task_prompt,
@@ -268,7 +267,8 @@ class PixelRefer:
         question = self._check_input(question, regions)
         if not regions:
             raise PromptError("describe_each needs at least one region")
-        check_placeholders(question, 1, "describe_each's question")
+        if count_region_placeholders(question) != 1:
+            raise PromptError("describe_each needs a question with exactly one <region>")
         used = self.prepare(media, regions)
         each = [Prepared(used.media, [r]) for r in used.regions]
         samples = [self._encode(p.media, p.regions, question) for p in each]
