@@ -23,6 +23,7 @@ from pixelrefer.media import (
     sniff,
     write_video,
 )
+from pixelrefer.media.image import shown_size
 
 ORIENTATION = 0x0112
 
@@ -62,6 +63,8 @@ def test_every_orientation_matches_pil_exif_transpose(orientation: int, tmp_path
                    load_media(data).frames[0], load_media(Image.open(io.BytesIO(data))).frames[0]):
         np.testing.assert_array_equal(loaded, expected)
     assert user_image.getexif().get(ORIENTATION) == orientation  # the caller's image is not modified
+    with Image.open(path) as header_only:
+        assert shown_size(header_only) == expected.shape[:2]  # what data validation checks masks against
 
 
 def test_rotated_photo_loads_upright_with_its_shown_size(tmp_path: Path) -> None:

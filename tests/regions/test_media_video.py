@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelrefer.media import MediaError, VideoClip, load_image, map_frames, read_video, write_video
+from pixelrefer.media import Media, MediaError, load_image, map_frames, read_video, write_video
 
 SIDE = 32
 
@@ -88,7 +88,7 @@ def test_folder_of_frames(tmp_path) -> None:
 
 
 def test_map_frames_to_nearest_sampled(tmp_path) -> None:
-    clip = VideoClip([_frame(0)] * 3, [0.0, 1.0, 2.0], [0, 10, 20], 10.0, source_num_frames=25)
+    clip = Media([_frame(0)] * 3, [0.0, 1.0, 2.0], [0, 10, 20], 10.0, source_num_frames=25)
     assert map_frames([0, 4, 6, 14, 15, 24], clip) == {0: 0, 4: 0, 6: 1, 14: 1, 15: 1, 24: 2}
     with pytest.raises(MediaError, match="outside the video"):
         map_frames([25], clip)

@@ -116,3 +116,11 @@ def test_colour_change_is_visible_in_pixels() -> None:
             assert (video.frames[t1][track.masks[t1]] == expected1).all()
             found += 1
     assert found > 0
+
+
+def test_video_converts_to_the_media_container() -> None:
+    video = render_video(np.random.default_rng(3), fps=2.0)
+    media = video.media()
+    assert media.is_video and media.num_frames == len(video.frames) and media.timestamps == video.timestamps
+    assert media.frame_indices == list(range(len(video.frames))) and media.fps == 2.0
+    assert media.size == (video.height, video.width)

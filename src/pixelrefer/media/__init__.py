@@ -19,7 +19,7 @@ from pixelrefer.media.load import load_media, load_video
 from pixelrefer.media.sampling import DEFAULT_SAMPLING, OFFICIAL_EVAL_SAMPLING, VideoSampling
 from pixelrefer.media.video import clip_from_frames, read_video, read_video_bytes, write_video
 
-VideoClip = Media  # the former name of the container, kept while cli/, demo/ and server/service.py still use it
+VideoClip = Media  # the former name of the container, kept while cli/ask.py and cli/segment.py still use it
 
 __all__ = [
     "DEFAULT_SAMPLING",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pixelrefer.media import Media
 from pixelrefer.synth import world
 from pixelrefer.synth.scenes import (
     MAX_PLACEMENT_TRIES,
@@ -125,6 +126,12 @@ class Video:
     @property
     def width(self) -> int:
         return int(self.frames[0].shape[1])
+
+    def media(self) -> Media:
+        """The frames as the media container every layer takes (every frame kept: sampled frame t is frame t)."""
+        span = self.timestamps[-1] - self.timestamps[0] if len(self.timestamps) > 1 else 0.0
+        fps = (len(self.timestamps) - 1) / span if span > 0 else 0.0
+        return Media(self.frames, self.timestamps, fps=fps, source_num_frames=len(self.frames))
 
 
 def _path(rng: np.random.Generator, spec: ObjectSpec, motion: str, hw: tuple[int, int], n: int) -> list[Point]:
