@@ -233,7 +233,8 @@ def read_media(path: Path, fps: float | None, max_frames: int) -> Media:
 # One parser for the region options of every command (ask, describe, chat, segment); errors are RegionError.
 REGION_OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (annotation, default)
     "regions": (Annotated[Path | None, typer.Option(
-        "--regions", help="JSON file: a list of region objects (server schema)")], None),
+        "--regions", help="JSON file: a list of region objects (server schema; their frames, like --frame, are "
+                          "SOURCE frame indices)")], None),
     "mask": (Annotated[list[Path], typer.Option("--mask", help="a region: mask image (alpha, else non-zero pixels)")], []),
     "rle": (Annotated[list[Path], typer.Option(
         "--rle", help="a region: JSON file with a COCO RLE (or a list of them)")], []),
