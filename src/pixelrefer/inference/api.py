@@ -63,6 +63,7 @@ from pixelrefer.processing.prompts import (
 )
 from pixelrefer.regions import ResolvedRegion
 from pixelrefer.utils.device import resolve_device, resolve_dtype
+from pixelrefer.utils.rng import seeded
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +115,7 @@ def _random_model(name: str, device: torch.device, dtype: torch.dtype):
 
     tokenizer = byte_level_tokenizer()
     config = preset_config(name, tokenizer)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         model = PixelReferForConditionalGeneration(config)
     return model.to(device=device, dtype=dtype).eval(), tokenizer
 
@@ -206,9 +206,7 @@ class PixelRefer:
         checks = cancel_checks(rows) if rows else None
         if checks is not None:
             kwargs["stopping_criteria"] = [CancelCriteria(checks)]
-        with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=[]):
-            if generation.seed is not None:
-                torch.manual_seed(generation.seed)
+        with self._lock, torch.inference_mode(), seeded(generation.seed, self.device):
             return self.model.generate(**inputs, generation_config=hf, **kwargs)
 
     def _prompts(self, batch, cancels: Sequence[threading.Event | None]) -> list[EmbedsPrompt]:
