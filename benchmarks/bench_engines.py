@@ -111,7 +111,7 @@ def split_one_request(tokens: int, repeats: int = 5) -> dict:
         region = Region.from_dict(body("", i, tokens)["regions"][0])
         t0 = time.perf_counter()
         media = load_media(image)
-        sample = pipe._encode(media, pipe.processor.resolve_regions(media, [region]), QUESTION)
+        sample = pipe._encode(media, pipe.resolve_regions(media, [region]), QUESTION)
         prompts = pipe._prompts(pipe.processor.collate([sample], padding_side="left"), [None])
         t1 = time.perf_counter()
         pipe.engine.generate(prompts, generation, pipe.stop_ids)

@@ -13,6 +13,7 @@ _EXPORTS = {
     "PixelRefer": "pixelrefer.inference.api",
     "AskRequest": "pixelrefer.inference.api",
     "Answer": "pixelrefer.inference.api",
+    "AnswerStream": "pixelrefer.inference.api",
     "ChatSession": "pixelrefer.inference.api",
     "GenerationConfig": "pixelrefer.inference.generation",
     "PixelReferConfig": "pixelrefer.config",

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from pixelrefer.inference.resolve import resolve_regions
 from pixelrefer.media import Media
 from pixelrefer.model.loading import load_checkpoint
 from pixelrefer.model.modeling import region_grids
@@ -164,7 +165,9 @@ class Run:
 def encode(case: Case) -> Run:
     model, tokenizer = load_model(case.fixture, case.call["checkpoint"])
     processor = PixelReferProcessor(tokenizer, model.config)
-    sample = processor.encode(media(case), regions(case), [{"role": "user", "content": case.call["question"]}],
+    clip = media(case)
+    sample = processor.encode(clip, resolve_regions(clip, regions(case), model.config),
+                              [{"role": "user", "content": case.call["question"]}],
                               official_local_view_cache=True, official_crop_budget=True)
     return Run(case, model, tokenizer, sample, processor.collate([sample]))
 

@@ -47,7 +47,7 @@ def _todays_answer(pipe: PixelRefer, requests: list[AskRequest], generation: Gen
     samples = []
     for r in requests:
         media = load_media(r.media)
-        samples.append(pipe._encode(media, pipe.processor.resolve_regions(media, r.regions), r.question))
+        samples.append(pipe._encode(media, pipe.resolve_regions(media, r.regions), r.question))
     batch = pipe.processor.collate(samples, padding_side="left")
     seqs = pipe._generate(batch.input_ids, batch.attention_mask, batch.visual, generation)
     return pipe._new_tokens(seqs, batch.input_ids.shape[1])
@@ -75,7 +75,7 @@ def _prompt(pipe: PixelRefer, image: np.ndarray, cancel: threading.Event | None 
     from pixelrefer.media import load_media
 
     media = load_media(image)
-    sample = pipe._encode(media, pipe.processor.resolve_regions(media, [_mask(64, 80, (5, 5, 40, 30))]), QUESTION)
+    sample = pipe._encode(media, pipe.resolve_regions(media, [_mask(64, 80, (5, 5, 40, 30))]), QUESTION)
     (prompt,) = pipe._prompts(pipe.processor.collate([sample], padding_side="left"), [cancel])
     return prompt
 

@@ -61,7 +61,7 @@ def test_server_decodes_the_upload_upright(pipeline, photo: Path) -> None:
 def test_demo_loads_the_photo_upright(pipeline, photo: Path) -> None:
     from pixelrefer.demo.session import DemoController
 
-    ctrl = DemoController(pipeline, pipeline.processor.segmenter)
+    ctrl = DemoController(pipeline, pipeline.segmenter)
     session = ctrl.load(photo)
     assert session.frames[0].shape[:2] == SHOWN_HW
     ctrl.click(session, "box (2 clicks)", BOX[0], BOX[1])

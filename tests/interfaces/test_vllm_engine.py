@@ -112,7 +112,7 @@ def test_concurrent_batch_identical_tokens(pipes: dict[str, PixelRefer]) -> None
 
 def _prompt(pipe: PixelRefer) -> EmbedsPrompt:
     media = load_media(make_scene())
-    sample = pipe._encode(media, pipe.processor.resolve_regions(media, [Region.from_dict(REGIONS[0][0])]), QUESTIONS[0])
+    sample = pipe._encode(media, pipe.resolve_regions(media, [Region.from_dict(REGIONS[0][0])]), QUESTIONS[0])
     (prompt,) = pipe._prompts(pipe.processor.collate([sample], padding_side="left"), [None])
     return prompt
 

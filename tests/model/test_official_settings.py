@@ -256,6 +256,7 @@ def test_generation_config_json_sets_the_generation_defaults(official_tiny, tmp_
 
 
 def test_lite_video_regions_keep_the_frames_they_were_given_on(official_tiny):
+    from pixelrefer.inference.resolve import resolve_regions
     from pixelrefer.regions import Region
 
     processor = _processor(official_tiny / "pixelreferlite-tiny")
@@ -267,8 +268,8 @@ def test_lite_video_regions_keep_the_frames_they_were_given_on(official_tiny):
     given = processor.encode(media, [Region.from_frames({0: mask, 2: mask})], turn)
     assert len(given.crops) == 2  # the official code reads exactly the annotated frames
     assert "[Time 0.0:<REGION>" in processor.tokenizer.decode(given.input_ids) and "Time 1.0:" not in processor.tokenizer.decode(given.input_ids)
-    one = processor.encode(media, [Region.from_frames({0: mask})], turn)
-    assert len(one.crops) == 3  # a region given on one frame is carried through the video
+    one = processor.encode(media, resolve_regions(media, [Region.from_frames({0: mask})], processor.config), turn)
+    assert len(one.crops) == 3  # a region given on one frame is carried through the video (beside the processor)
 
 
 def test_answers_stop_at_the_checkpoint_eos_ids(official_tiny, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -33,14 +34,14 @@ def test_every_front_end_defaults_to_the_one_sampling() -> None:
 
 def test_api_demo_and_server_sample_a_video_alike(tmp_path: Path) -> None:
     from pixelrefer.demo.session import DemoController
-    from pixelrefer.processing.processor import as_media
+    from pixelrefer.inference.resolve import prepare
     from pixelrefer.server.media_io import decode_media
     from pixelrefer.server.settings import ServerSettings
 
     path = write_video([np.full((16, 16, 3), 4 * i, np.uint8) for i in range(48)], tmp_path / "v.mp4", fps=12)
     expected = load_media(path).frame_indices
     assert len(expected) == DEFAULT_SAMPLING.max_frames and expected[-1] == 47
-    assert as_media(str(path)).frame_indices == expected
+    assert prepare(str(path), [], SimpleNamespace(is_lite=False)).media.frame_indices == expected  # the API's loading
     assert DemoController(None, None).load(path).media.frame_indices == expected
     assert decode_media(path.read_bytes(), ServerSettings()).frame_indices == expected
 

@@ -16,29 +16,21 @@ from typing import Annotated, TextIO
 
 import typer
 
-from pixelrefer.cli.ask import (
-    DEFAULT_MODEL,
-    BoxOpt,
-    DeviceOpt,
-    DtypeOpt,
+from pixelrefer.cli.common import (
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
     FpsOpt,
-    FrameOpt,
     JsonOpt,
-    MaskOpt,
     MaxFramesOpt,
-    ModelOpt,
-    PointOpt,
-    PointsOpt,
-    PolygonOpt,
-    RegionsOpt,
-    RleOpt,
-    ScribbleOpt,
+    ModelArgs,
+    RegionArgs,
     TokensOpt,
-    _region_args,
+    cli_errors,
+    console,
+    model_options,
     prepare,
+    region_options,
 )
-from pixelrefer.cli.common import cli_errors, console
-from pixelrefer.media import DEFAULT_SAMPLING
 from pixelrefer.processing.prompts import PromptError, compose_question
 
 QUIT = {"/quit", "/exit", ":q"}
@@ -60,33 +52,23 @@ def _questions(stream: TextIO, interactive: bool) -> Iterator[str]:
 
 def chat(
     media: Annotated[Path, typer.Argument(help="image or video file (or a folder of frames)")],
-    box: BoxOpt = [],  # noqa: B006 - typer list options
-    point: PointOpt = [],  # noqa: B006
-    points: PointsOpt = [],  # noqa: B006
-    polygon: PolygonOpt = [],  # noqa: B006
-    scribble: ScribbleOpt = [],  # noqa: B006
-    mask: MaskOpt = [],  # noqa: B006
-    rle: RleOpt = [],  # noqa: B006
-    regions: RegionsOpt = None,
-    frame: FrameOpt = 0,
-    model: ModelOpt = DEFAULT_MODEL,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
+    region_args: RegionArgs,
+    model_args: ModelArgs,
     max_new_tokens: TokensOpt = 128,
     as_json: JsonOpt = False,
-    fps: FpsOpt = DEFAULT_SAMPLING.fps,
-    max_frames: MaxFramesOpt = DEFAULT_SAMPLING.max_frames,
+    fps: FpsOpt = DEFAULT_FPS,
+    max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
 ) -> None:
     """Talk about regions of an image or video; one question per line on stdin, /quit to stop.
 
     Example: pixelrefer chat scene.png --box 30,20,80,60   then type: What is <region>?
     """
     with cli_errors():
-        args = _region_args(locals())
-        pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames)
+        pipeline, clip, region_list, _ = prepare(media, region_args, model_args, fps, max_frames)
         from pixelrefer.inference.generation import GenerationConfig
 
-        session = pipeline.chat(clip, resolved)
+        with console.status("Segmenting regions …"):
+            session = pipeline.chat(clip, region_list)
         generation = GenerationConfig(max_new_tokens=max_new_tokens)
         interactive = sys.stdin.isatty()
         if interactive:
@@ -107,3 +89,6 @@ def chat(
                                  ensure_ascii=False), flush=True)
             else:
                 print(f"assistant> {text}", flush=True)
+
+
+chat = model_options(region_options(chat))

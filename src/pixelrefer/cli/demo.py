@@ -6,22 +6,20 @@ from typing import Annotated
 
 import typer
 
-from pixelrefer.cli.ask import (
-    DEFAULT_MODEL,
-    DeviceOpt,
-    DtypeOpt,
-    ModelOpt,
+from pixelrefer.cli.common import (
+    ModelArgs,
+    cli_errors,
+    console,
+    fail,
     load_pipeline,
+    model_options,
 )
-from pixelrefer.cli.common import cli_errors, console, fail
 
 
 def demo(
-    model: ModelOpt = DEFAULT_MODEL,
+    model_args: ModelArgs,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 7860,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
     segmenter: Annotated[str, typer.Option(help="auto (SAM2 if $PIXELREFER_SAM2 is set), classical or sam2")] = "auto",
     max_new_tokens: Annotated[int, typer.Option(help="default answer length", min=1)] = 128,
     temperature: Annotated[float, typer.Option(help="default sampling temperature (0 = greedy)", min=0.0)] = 0.0,
@@ -37,8 +35,11 @@ def demo(
     with cli_errors():
         from pixelrefer.segment import get_segmenter
 
-        pipeline = load_pipeline(model, device, dtype)
+        pipeline = load_pipeline(model_args)
         seg = get_segmenter(segmenter, device=pipeline.device)
         blocks = build_demo(pipeline, seg, DemoDefaults(max_new_tokens=max_new_tokens, temperature=temperature))
         console.print(f"demo on http://{host}:{port}")
         blocks.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, show_error=True)
+
+
+demo = model_options(demo)

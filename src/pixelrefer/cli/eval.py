@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pixelrefer.cli.common import DEFAULT_MODEL, ModelOpt, warn_random_weights
 from pixelrefer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def eval_command(
         Path | None,
         typer.Option(help="the benchmark's file (or folder, for MVBench); not needed with --score-only"),
     ] = None,
-    model: Annotated[str, typer.Option(help="checkpoint path or preset name")] = "tiny",
+    model: ModelOpt = DEFAULT_MODEL,
     media_root: Annotated[
         Path | None, typer.Option(help="images/videos folder (default: the data folder)")
     ] = None,
@@ -126,6 +127,7 @@ def eval_command(
     if not score_only:
         if data is None:
             raise typer.BadParameter("--data is required unless --score-only", param_hint="--data")
+        warn_random_weights(model, f"the {task.name} scores")
         predictor = _build_predictor(model, device, dtype, max_new_tokens)
         _run_predictions(
             task,

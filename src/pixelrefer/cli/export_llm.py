@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pixelrefer.cli.ask import DeviceOpt, load_pipeline
+from pixelrefer.cli.common import DeviceOpt, ModelArgs, load_pipeline
 from pixelrefer.constants import DEFAULT_MAX_SHARD_SIZE
 
 
@@ -25,7 +25,7 @@ def export_llm_command(
 
     check_out(out, overwrite)
     shard_size_bytes(max_shard_size)
-    pipeline = load_pipeline(ckpt, device, dtype)
+    pipeline = load_pipeline(ModelArgs(ckpt, device, dtype))
     files = export_llm(pipeline.model, pipeline.tokenizer, out, overwrite=overwrite, max_shard_size=max_shard_size)
     typer.echo(f"wrote {out}: {len(files)} files")
     for f in files:

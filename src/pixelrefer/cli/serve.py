@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from pixelrefer.cli.ask import (
-    DEFAULT_MODEL,
-    DeviceOpt,
-    DtypeOpt,
-    ModelOpt,
+from pixelrefer.cli.common import (
+    ModelArgs,
+    cli_errors,
+    console,
+    fail,
     load_pipeline,
+    model_options,
 )
-from pixelrefer.cli.common import cli_errors, console, fail
 from pixelrefer.media import DEFAULT_SAMPLING
 
 logger = logging.getLogger(__name__)
@@ -29,11 +29,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(
-    model: ModelOpt = DEFAULT_MODEL,
+    model_args: ModelArgs,
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes the model")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
     max_queue: Annotated[int, typer.Option(help="requests waiting beyond the running one; more get 429", min=0)] = 8,
     max_upload_mb: Annotated[float, typer.Option(help="largest upload in MiB (413 above)", min=0.01)] = 32.0,
     max_video_seconds: Annotated[float, typer.Option(help="longest video accepted", min=0.1)] = 60.0,
@@ -73,7 +71,7 @@ def serve(
         if not _is_loopback(host):
             console.print(f"[yellow]warning:[/] binding {host}: the API has no authentication")
         cap_malloc_arenas(MALLOC_ARENAS)
-        pipeline = load_pipeline(model, device, dtype)
+        pipeline = load_pipeline(model_args)
         if engine == "vllm":
             from pixelrefer.engines import VLLMEngine
 
@@ -86,5 +84,8 @@ def serve(
             max_connections=max_connections, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
         )
         app = create_app(pipeline, settings)
-        console.print(f"serving {model} on http://{host}:{port} (docs: /docs)")
+        console.print(f"serving {model_args.model} on http://{host}:{port} (docs: /docs)")
         uvicorn.Server(uvicorn_config(app, settings, host, port, log_level)).run()
+
+
+serve = model_options(serve)

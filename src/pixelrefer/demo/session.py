@@ -222,7 +222,9 @@ class DemoController:
         if not session.loaded:
             raise DemoError("upload an image or a video first")
         text = self.question_for(session, question, task)
-        regions = [r.resolved for r in session.finished()]
+        # each region as the user drew it: its mask on the frame it was drawn on; the predictor applies its own
+        # rule from there (Lite carries it through a video), exactly as for the CLI, the server and the API
+        regions = [Region.from_frames({r.frame: r.resolved.masks[r.frame]}) for r in session.finished()]
         generation = GenerationConfig(max_new_tokens=int(max_new_tokens), do_sample=temperature > 0,
                                       temperature=float(temperature) if temperature > 0 else 0.2, seed=0)
         answer = ""

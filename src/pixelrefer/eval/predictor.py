@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-
 from pixelrefer.eval.types import EvalRequest
 
 logger = logging.getLogger(__name__)
@@ -30,25 +28,19 @@ class Predictor(Protocol):
 
 
 def to_media_and_regions(request: EvalRequest) -> tuple[Any, list[Any]]:
-    """Turn an EvalRequest into (media for ``AskRequest``, list of ``Region``): an image stays a path (the API loads
-    it); a video becomes a :class:`pixelrefer.media.Media` and annotated source frames map onto its sampled ones."""
-    from pixelrefer.media import clip_from_frames, map_frames, read_video
+    """Turn an EvalRequest into (media, list of ``Region``): a video as :class:`pixelrefer.media.Media` with the
+    annotated source frames mapped onto its sampled frames; an image as given (the predictor loads it once)."""
+    from pixelrefer.inference.resolve import on_sampled_frames
+    from pixelrefer.media import clip_from_frames, read_video
     from pixelrefer.regions import Region
 
     if request.video is None:
-        return request.media, [Region.from_frames(dict(r)) for r in request.regions]
+        return request.media, [Region.from_frames(dict(r)) for r in request.regions]  # the predictor loads it
     if isinstance(request.media, list):
         clip = clip_from_frames(request.media, request.timestamps)
     else:
         clip = read_video(request.media, **request.video.read_kwargs())  # declared a video by its benchmark
-    annotated = sorted({f for region in request.regions for f in region})
-    mapping = map_frames(annotated, clip) if annotated else {}
-    regions = []
-    for region in request.regions:
-        masks: dict[int, np.ndarray] = {}
-        for frame, mask in sorted(region.items()):
-            masks.setdefault(mapping[frame], mask)
-        regions.append(Region.from_frames(masks))
+    regions, _ = on_sampled_frames([Region.from_frames(dict(r)) for r in request.regions], clip)
     return clip, regions
 
 

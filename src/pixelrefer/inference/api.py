@@ -1,7 +1,15 @@
 """The Python API: ``PixelRefer.from_pretrained(...)`` then ``ask`` / ``ask_batch`` / ``stream`` / ``describe_each`` / ``chat``.
 
 Regions are :class:`pixelrefer.regions.Region` objects or binary masks; media are image paths, PIL images,
-arrays, video paths or :class:`pixelrefer.media.Media`. Questions carry one ``<region>`` per region, in order.
+arrays, video paths or :class:`pixelrefer.media.Media` (anything :func:`pixelrefer.media.load_media` takes;
+video files are sampled by :data:`pixelrefer.media.DEFAULT_SAMPLING`). Questions carry one ``<region>`` per region, in order.
+
+:class:`PixelRefer` is the one predictor every front-end (CLI, server, demo, evaluation) goes through. Each call
+resolves its media and regions once (:meth:`PixelRefer.prepare`, beside the processor: segmentation happens there,
+never inside :class:`~pixelrefer.processing.processor.PixelReferProcessor`) and returns what it used with the
+answer: :attr:`Answer.regions` (masks per region and sampled frame) and, for video, :attr:`Answer.source_frames`
+(the source frame index of each sampled frame). ``stream`` returns an :class:`AnswerStream`, an iterator of text
+pieces that carries the same two fields.
 
 Cancellation: ``ask``, ``ask_batch`` (per :class:`AskRequest`), ``describe_each`` and ``stream`` take a
 ``threading.Event``; once it is set, generation stops at the next decoding step and the model lock is released
@@ -36,6 +44,7 @@ from pixelrefer.inference.generation import (
     join_prefix_and_suffixes,
     stop_token_ids,
 )
+from pixelrefer.inference.resolve import Prepared, prepare
 from pixelrefer.limits import check_prompt_tokens, check_question, check_region_count
 from pixelrefer.model.convert import CheckpointError
 from pixelrefer.model.loading import load_checkpoint
@@ -44,18 +53,17 @@ from pixelrefer.processing.processor import (
     EncodedSample,
     Media,
     PixelReferProcessor,
-    as_media,
     collate_visual,
 )
 from pixelrefer.processing.prompts import (
     PromptError,
-    check_placeholders,
     check_user_text,
     count_region_placeholders,
     task_prompt,
 )
 from pixelrefer.regions import ResolvedRegion
 from pixelrefer.utils.device import resolve_device, resolve_dtype
+from pixelrefer.utils.rng import seeded
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +80,33 @@ class AskRequest:
 
 @dataclass
 class Answer:
+    """The answer, with what it was computed from: ``regions`` (masks per region and sampled frame) and, for a
+    video, ``source_frames`` (the source frame index of each sampled frame)."""
+
     text: str
     token_ids: list[int]
     regions: list[ResolvedRegion] = field(default_factory=list)
     prompt_tokens: int = 0
+    source_frames: list[int] | None = None
+
+
+class AnswerStream(Iterator[str]):
+    """Text pieces of an answer while it is generated, with what the answer uses (as :class:`Answer`).
+
+    ``close()`` (or dropping the stream) stops generation within one decoding step."""
+
+    def __init__(self, pieces: Iterator[str], prepared: Prepared) -> None:
+        self._pieces = pieces
+        self.regions: list[ResolvedRegion] = prepared.regions
+        self.source_frames: list[int] | None = prepared.source_frames
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
 
 
 def _random_model(name: str, device: torch.device, dtype: torch.dtype):
@@ -84,20 +115,20 @@ def _random_model(name: str, device: torch.device, dtype: torch.dtype):
 
     tokenizer = byte_level_tokenizer()
     config = preset_config(name, tokenizer)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         model = PixelReferForConditionalGeneration(config)
     return model.to(device=device, dtype=dtype).eval(), tokenizer
 
 
 class PixelRefer:
-    """A loaded model with its tokenizer, processor and segmenter."""
+    """A loaded model with its tokenizer, processor and segmenter: the predictor every front-end uses."""
 
     def __init__(self, model: PixelReferForConditionalGeneration, tokenizer: Any, segmenter: Any = None,
                  engine: Engine | None = None):
         self.model = model
         self.tokenizer = tokenizer
-        self.processor = PixelReferProcessor(tokenizer, model.config, segmenter=segmenter)
+        self.segmenter = segmenter
+        self.processor = PixelReferProcessor(tokenizer, model.config)
         self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
         self.stop_ids = stop_token_ids(tokenizer, model.generation_config, self.eos_id)
         self._lock = threading.Lock()
@@ -133,6 +164,17 @@ class PixelRefer:
     def device(self) -> torch.device:
         return self.model.device
 
+    # ------------------------------------------------------------------------------------------- resolution
+    def prepare(self, media: Any, regions: Sequence[Any]) -> Prepared:
+        """The media as encoded and every region's masks (clicks/boxes/scribbles segmented with this predictor's
+        segmenter; Lite video regions given on one frame propagated). Passing the result's ``media`` and
+        ``regions`` back in costs nothing: both are kept as they are."""
+        return prepare(media, regions, self.model.config, self.segmenter)
+
+    def resolve_regions(self, media: Any, regions: Sequence[Any]) -> list[ResolvedRegion]:
+        """Masks of ``regions`` on ``media`` by this predictor's rule (see :meth:`prepare`)."""
+        return self.prepare(media, regions).regions
+
     # ------------------------------------------------------------------------------------------- encoding
     def _check_input(self, question: Any, regions: Sequence[Any]) -> str:
         """Validate a question and its regions before any media or model work; returns the question as ``str``.
@@ -147,7 +189,7 @@ class PixelRefer:
         check_user_text(question, self.processor.control_pattern)
         return question
 
-    def _encode(self, media: Any, regions: Sequence[Any], question: str, **kwargs: Any) -> EncodedSample:
+    def _encode(self, media: Media, regions: Sequence[ResolvedRegion], question: str, **kwargs: Any) -> EncodedSample:
         sample = self.processor.encode(media, regions, [{"role": "user", "content": question}], **kwargs)
         check_prompt_tokens(len(sample.input_ids), self.model.config)
         return sample
@@ -164,9 +206,7 @@ class PixelRefer:
         checks = cancel_checks(rows) if rows else None
         if checks is not None:
             kwargs["stopping_criteria"] = [CancelCriteria(checks)]
-        with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=[]):
-            if generation.seed is not None:
-                torch.manual_seed(generation.seed)
+        with self._lock, torch.inference_mode(), seeded(generation.seed, self.device):
             return self.model.generate(**inputs, generation_config=hf, **kwargs)
 
     def _prompts(self, batch, cancels: Sequence[threading.Event | None]) -> list[EmbedsPrompt]:
@@ -180,11 +220,13 @@ class PixelRefer:
             prompts.append(EmbedsPrompt(row[start:], token_ids=ids[start:], cancel=cancel))
         return prompts
 
-    def _answers(self, rows: Sequence[list[int]], samples: Sequence[EncodedSample], resolved) -> list[Answer]:
+    def _answers(self, rows: Sequence[list[int]], samples: Sequence[EncodedSample],
+                 prepared: Sequence[Prepared]) -> list[Answer]:
         out = []
-        for row, sample, regs in zip(rows, samples, resolved):
+        for row, sample, used in zip(rows, samples, prepared):
             text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
-            out.append(Answer(text=text, token_ids=row, regions=regs, prompt_tokens=len(sample.input_ids)))
+            out.append(Answer(text=text, token_ids=row, regions=used.regions, prompt_tokens=len(sample.input_ids),
+                              source_frames=used.source_frames))
         return out
 
     def _new_tokens(self, sequences: torch.Tensor, prompt_len: int) -> list[list[int]]:
@@ -202,16 +244,15 @@ class PixelRefer:
             raise PromptError("ask_batch needs at least one request")
         requests = [replace(r, question=self._check_input(r.question, r.regions)) for r in requests]
         generation = generation or GenerationConfig()
-        medias = [as_media(r.media) for r in requests]
-        resolved = [self.processor.resolve_regions(m, r.regions) for m, r in zip(medias, requests)]
-        samples = [self._encode(m, regs, r.question) for m, regs, r in zip(medias, resolved, requests)]
-        return self._engine_generate(samples, resolved, generation, [r.cancel for r in requests])
+        prepared = [self.prepare(r.media, r.regions) for r in requests]
+        samples = [self._encode(p.media, p.regions, r.question) for p, r in zip(prepared, requests)]
+        return self._engine_generate(samples, prepared, generation, [r.cancel for r in requests])
 
-    def _engine_generate(self, samples: list[EncodedSample], resolved, generation: GenerationConfig,
+    def _engine_generate(self, samples: list[EncodedSample], prepared: Sequence[Prepared], generation: GenerationConfig,
                          cancels: Sequence[threading.Event | None]) -> list[Answer]:
         batch = self.processor.collate(samples, padding_side="left")
         rows = self.engine.generate(self._prompts(batch, cancels), generation, self.stop_ids)
-        return self._answers(rows, samples, resolved)
+        return self._answers(rows, samples, prepared)
 
     def describe_each(
         self, media: Any, regions: Sequence[Any], task: str = "brief", question: str | None = None,
@@ -224,18 +265,19 @@ class PixelRefer:
         question = self._check_input(question, regions)
         if not regions:
             raise PromptError("describe_each needs at least one region")
-        check_placeholders(question, 1, "describe_each's question")
-        media_obj = as_media(media)
-        resolved = self.processor.resolve_regions(media_obj, regions)
-        samples = [self._encode(media_obj, [r], question) for r in resolved]
-        return self._shared_prefix_generate(samples, [[r] for r in resolved], generation or GenerationConfig(), cancel)
+        if count_region_placeholders(question) != 1:
+            raise PromptError("describe_each needs a question with exactly one <region>")
+        used = self.prepare(media, regions)
+        each = [Prepared(used.media, [r]) for r in used.regions]
+        samples = [self._encode(p.media, p.regions, question) for p in each]
+        return self._shared_prefix_generate(samples, each, generation or GenerationConfig(), cancel)
 
-    def _shared_prefix_generate(self, samples: list[EncodedSample], resolved, generation: GenerationConfig,
-                                cancel: threading.Event | None = None) -> list[Answer]:
+    def _shared_prefix_generate(self, samples: list[EncodedSample], prepared: list[Prepared],
+                                generation: GenerationConfig, cancel: threading.Event | None = None) -> list[Answer]:
         rows = [s.input_ids for s in samples]
         plen = common_prefix_length(rows, {self.processor.region_id})
         if len(samples) == 1 or plen == 0 or not isinstance(self.engine, TransformersEngine):
-            return self._engine_generate(samples, resolved, generation, [cancel] * len(samples))
+            return self._engine_generate(samples, prepared, generation, [cancel] * len(samples))
         prefix = rows[0][:plen]
         prefix_visual = collate_visual([replace(samples[0], crops=[], global_views=[], crop_global_index=[])])
         with self._lock, torch.inference_mode():
@@ -246,20 +288,22 @@ class PixelRefer:
         suffix_samples = [replace(s, media_patches=None, media_grid=[], media_keep=None) for s in samples]
         ids, mask = join_prefix_and_suffixes(prefix, [r[plen:] for r in rows], self.processor.pad_id)
         seqs = self._generate(ids, mask, collate_visual(suffix_samples), generation, cache=cache, cancel=[cancel])
-        return self._answers(self._new_tokens(seqs, ids.shape[1]), samples, resolved)
+        return self._answers(self._new_tokens(seqs, ids.shape[1]), samples, prepared)
 
     def stream(self, media: Any, regions: Sequence[Any], question: str, generation: GenerationConfig | None = None,
-               cancel: threading.Event | None = None) -> Iterator[str]:
-        """An iterator over the answer's text pieces while it is generated.
+               cancel: threading.Event | None = None) -> AnswerStream:
+        """An iterator over the answer's text pieces while it is generated; its ``regions`` and
+        ``source_frames`` say what the answer uses (as :class:`Answer`).
 
         The input is checked and encoded here, so bad input raises before anything is generated. Generation
         runs when the iterator is first advanced, and stops within one decoding step (releasing the model) when
         the consumer closes the iterator, drops it unfinished, or sets ``cancel``.
         """
         question = self._check_input(question, regions)
-        sample = self._encode(media, regions, question)
+        used = self.prepare(media, regions)
+        sample = self._encode(used.media, used.regions, question)
         batch = self.processor.collate([sample], padding_side="left")
-        return self._stream_pieces(batch, generation or GenerationConfig(), cancel)
+        return AnswerStream(self._stream_pieces(batch, generation or GenerationConfig(), cancel), used)
 
     def _stream_pieces(self, batch, generation: GenerationConfig, cancel: threading.Event | None) -> Iterator[str]:
         (prompt,) = self._prompts(batch, [cancel])
@@ -284,8 +328,9 @@ class ChatSession:
 
     def __init__(self, pipeline: PixelRefer, media: Any, regions: Sequence[Any] = ()):
         self.pipeline = pipeline
-        self.media: Media = as_media(media)
-        self.regions = pipeline.processor.resolve_regions(self.media, regions)
+        used = pipeline.prepare(media, regions)
+        self.media: Media = used.media
+        self.regions = used.regions
         self.ids: list[int] = []
         self.cache = None
         self.history: list[tuple[str, str]] = []
@@ -298,15 +343,15 @@ class ChatSession:
         n = count_region_placeholders(question)
         if regions is None:
             regions = self.regions if n == len(self.regions) else []
-        resolved = p.processor.resolve_regions(self.media, regions)
-        sample = p._encode(self.media, resolved, question, include_media=self.cache is None)
+        used = p.prepare(self.media, regions)
+        sample = p._encode(used.media, used.regions, question, include_media=self.cache is None)
         full = self.ids + sample.input_ids
         check_prompt_tokens(len(full), p.model.config)
         ids = torch.tensor([full])
         out = p._generate(ids, torch.ones_like(ids), collate_visual([sample]), generation or GenerationConfig(),
                           return_dict=True, cache=self.cache)
         new = out.sequences[0, len(full):].tolist()
-        answer = p._answers(p._new_tokens(out.sequences, len(full)), [sample], [resolved])[0]
+        answer = p._answers(p._new_tokens(out.sequences, len(full)), [sample], [used])[0]
         closing = [] if (new and new[-1] in p.stop_ids) else p.processor._tokenize(IM_END)
         self.ids = full + new + closing + p.processor._tokenize("\n")
         self.cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)

@@ -55,7 +55,7 @@ from pixelrefer.processing.prompts import (
     split_at_media,
     strip_media_tags,
 )
-from pixelrefer.regions import ResolvedRegion, as_region
+from pixelrefer.regions import RegionError, ResolvedRegion, as_region
 from pixelrefer.types import ModelInputs, VisualInputs
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,6 @@ class EncodedSample:
     crop_global_index: list[int] = field(default_factory=list)
 
 
-as_media = load_media  # the former name, kept while inference/api.py and cli/ask.py use it
 
 
 def compression_keep(frame_patches: np.ndarray, merge: int, dtype: str | None = None) -> np.ndarray:
@@ -102,10 +101,9 @@ def compression_keep(frame_patches: np.ndarray, merge: int, dtype: str | None = 
 class PixelReferProcessor:
     """Turns media, regions and messages into :class:`ModelInputs` for a :class:`PixelReferConfig`."""
 
-    def __init__(self, tokenizer: Any, config: PixelReferConfig, segmenter: Any = None):
+    def __init__(self, tokenizer: Any, config: PixelReferConfig):
         self.tokenizer = tokenizer
         self.config = config
-        self.segmenter = segmenter
         self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.region_id = tokenizer.convert_tokens_to_ids(REGION_TOKEN)
         if (self.image_id, self.region_id) != (config.image_token_id, config.region_token_id):
@@ -164,23 +162,21 @@ class PixelReferProcessor:
             groups.append(stamps)
         return groups
 
-    def resolve_regions(self, media: Media, regions: Sequence[Any]) -> list[ResolvedRegion]:
-        """Masks per frame for every region. On video, a Lite region given on one frame is propagated to every
-        sampled frame (the Lite model reads an object on all its frames); one given on several frames keeps exactly
-        those, as in the official code. PixelRefer uses each region's first annotated frame."""
+    def as_resolved(self, media: Media, regions: Sequence[Any]) -> list[ResolvedRegion]:
+        """Resolved regions as they are, mask regions (arrays, mask files, RLE, polygons) as their masks. Nothing
+        is segmented or propagated here: clicks, boxes and scribbles are resolved first, beside the processor
+        (:func:`pixelrefer.inference.resolve.resolve_regions`, which the predictor calls)."""
         h, w = media.size
-        propagate = self.config.is_lite and media.is_video and len(media.frames) > 1
         out = []
         for r in regions:
             if isinstance(r, ResolvedRegion):
                 out.append(r)
-            else:
-                prompt = as_region(r)
-                region = prompt.resolve(h, w, num_frames=len(media.frames), segmenter=self.segmenter, frames=media.frames,
-                                        propagate=propagate and len(prompt.data) == 1)
-                for warning in region.warnings:
-                    logger.warning("region %d: %s", len(out), warning)
-                out.append(region)
+                continue
+            region = as_region(r)
+            if region.needs_segmenter:
+                raise RegionError(f"region {len(out)} is a {region.kind} prompt; the processor takes masks: resolve it "
+                                  "first (PixelRefer.prepare or pixelrefer.inference.resolve.resolve_regions)")
+            out.append(region.resolve(h, w, num_frames=len(media.frames)))
         return out
 
     # ----------------------------------------------------------------------------------------------- text
@@ -290,7 +286,7 @@ class PixelReferProcessor:
         (and view) pixel budget by the number of crops of the sample (parity tests only)."""
         sample = EncodedSample(input_ids=[], labels=None)
         media_obj = load_media(media) if media is not None else None
-        resolved = self.resolve_regions(media_obj, regions) if (regions and media_obj is not None) else []
+        resolved = self.as_resolved(media_obj, regions) if (regions and media_obj is not None) else []
         if regions and media_obj is None:
             raise ValueError("regions need media (an image or a video) to refer to")
         image_counts: list[int] = []
@@ -370,4 +366,4 @@ def collate_visual(samples: Sequence[EncodedSample]) -> VisualInputs | None:
     return v
 
 
-__all__ = ["PATCH_AREA", "EncodedSample", "Media", "PixelReferProcessor", "as_media", "compression_keep"]
+__all__ = ["PATCH_AREA", "EncodedSample", "Media", "PixelReferProcessor", "compression_keep"]

@@ -1,6 +1,10 @@
 """Segmentation without weights: GrabCut (OpenCV) seeded by boxes, clicks or scribbles, colour flood fill
 to find the object's extent from a click, and dense optical flow (DIS) + GrabCut re-segmentation to
-carry masks through a video. Deterministic (OpenCV's GrabCut seeds its GMMs deterministically)."""
+carry masks through a video.
+
+Deterministic: GrabCut initialises its colour models with k-means, which draws from OpenCV's per-thread RNG;
+:func:`grabcut` reseeds that RNG with :data:`GRABCUT_SEED` right before each call, so identical inputs give
+identical masks however many calls came before."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from pixelrefer.segment.base import ProgressFn, SegmentPrompt, SegmentResult
 logger = logging.getLogger(__name__)
 
 GRABCUT_ITERATIONS = 5
+GRABCUT_SEED = 0  # OpenCV's RNG state for each GrabCut call (its GMM k-means init)
 MAX_WORK_SIDE = 256  # GrabCut runs on a crop scaled so its longer side is at most this
 CONTEXT_MARGIN = 0.5  # crop = region of interest grown by this fraction of its size on each side
 MIN_CONTEXT_PX = 12
@@ -95,6 +100,7 @@ def grabcut(image: np.ndarray, init: np.ndarray, roi: tuple[int, int, int, int])
         crop_lab = cv2.resize(crop_lab, size, interpolation=cv2.INTER_NEAREST)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(crop_img[:, :, ::-1])
+    cv2.setRNGSeed(GRABCUT_SEED)
     try:
         cv2.grabCut(bgr, crop_lab, None, bgd, fgd, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
     except cv2.error as exc:

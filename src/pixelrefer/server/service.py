@@ -1,7 +1,9 @@
-"""What the endpoints ask of the model, run on the model thread: resolve regions, answer, stream, segment.
+"""What the endpoints ask of the model, run on the model thread: answer, stream, segment.
 
-Every job carries a cancel event (set when its request stops waiting): generation checks it at each decoding
-step, segmentation between regions.
+Questions go to the predictor (:class:`pixelrefer.PixelRefer`) with the regions as given; it resolves them once
+and returns the masks it used with every answer (streams too), which the responses report. Every job carries a
+cancel event (set when its request stops waiting): generation checks it at each decoding step, segmentation
+between regions.
 """
 
 from __future__ import annotations
@@ -69,25 +71,18 @@ class ModelService:
             out.append(region.resolve(h, w, media.num_frames, self.segmenter, frames=frames, propagate=propagate))
         return out
 
-    def resolve(self, media: Media, regions: Sequence[Region]) -> list[ResolvedRegion]:
-        """Masks of regions by the pipeline's own rule (its segmenter; Lite video regions propagated)."""
-        return self.pipeline.processor.resolve_regions(media, regions)
-
     def ask_batch(self, questions: list[Question]) -> list[Answer]:
-        resolved = [self.resolve(q.media, q.regions) for q in questions]
-        requests = [AskRequest(q.media, r, q.text, q.cancel) for q, r in zip(questions, resolved)]
+        requests = [AskRequest(q.media, q.regions, q.text, q.cancel) for q in questions]
         return self.pipeline.ask_batch(requests, questions[0].generation)
 
     def describe(self, media: Media, regions: list[Region], task: str, generation: GenerationConfig,
                  cancel: threading.Event | None = None) -> list[Answer]:
-        return self.pipeline.describe_each(media, self.resolve(media, regions), task=task, generation=generation,
-                                           cancel=cancel)
+        return self.pipeline.describe_each(media, regions, task=task, generation=generation, cancel=cancel)
 
     def stream(self, question: Question, emit: Callable[[str], None], ready: Callable[[], None]) -> list[ResolvedRegion]:
-        """Resolve and encode (input errors raise here), call ``ready()``, then emit answer pieces as they come.
-        ``question.cancel`` ends generation at the next decoding step."""
-        resolved = self.resolve(question.media, question.regions)
-        pieces = self.pipeline.stream(question.media, resolved, question.text, question.generation,
+        """Resolve and encode (input errors raise here), call ``ready()``, then emit answer pieces as they come;
+        returns the masks the answer used. ``question.cancel`` ends generation at the next decoding step."""
+        pieces = self.pipeline.stream(question.media, question.regions, question.text, question.generation,
                                       cancel=question.cancel)
         ready()
         try:
@@ -95,15 +90,12 @@ class ModelService:
                 if piece:
                     emit(piece)
         finally:
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()
-        return resolved
+            pieces.close()
+        return pieces.regions
 
 
 def _pipeline_segmenter(pipeline: Any) -> Any:
-    processor = getattr(pipeline, "processor", None)
-    segmenter = getattr(processor, "segmenter", None) or getattr(pipeline, "segmenter", None)
+    segmenter = getattr(pipeline, "segmenter", None)
     if segmenter is None:
         from pixelrefer.segment import get_segmenter
 
