@@ -35,6 +35,7 @@ DEFAULT_MODEL = "nano"
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="bundled model (nano), preset (tiny) or checkpoint folder")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")]
+QuantizeOpt = Annotated[str, typer.Option(help="quantise the LLM: none, int8 (CPU or CUDA), int4 (CUDA; torchao)")]
 BoxOpt = Annotated[list[str], typer.Option("--box", help="a region: x0,y0,x1,y1 in pixels (repeat for more regions)")]
 PointOpt = Annotated[list[str], typer.Option(
     "--point", help="one click x,y[,label] (label 1 = on the object, 0 = background); repeated --point build ONE region")]
@@ -130,7 +131,7 @@ def _missing(path: Path) -> Region:
     raise typer.BadParameter(f"mask file not found: {path}")
 
 
-def load_pipeline(model: str, device: str, dtype: str) -> PixelRefer:
+def load_pipeline(model: str, device: str, dtype: str, quantize: str = "none") -> PixelRefer:
     """Load the model with a status line; the bundled default falls back to the random tiny preset if absent."""
     from pixelrefer.inference.api import PixelRefer
     from pixelrefer.model.convert import CheckpointError
@@ -142,7 +143,7 @@ def load_pipeline(model: str, device: str, dtype: str) -> PixelRefer:
         model = FALLBACK_MODEL
     with console.status(f"Loading model {model} …"):
         try:
-            pipeline = PixelRefer.from_pretrained(model, device=device, dtype=dtype)
+            pipeline = PixelRefer.from_pretrained(model, device=device, dtype=dtype, quantize=quantize)
         except PixelReferError:  # a bad --device / --dtype, or the checkpoint's own CheckpointError
             raise
         except (OSError, KeyError, ValueError) as exc:
@@ -197,11 +198,12 @@ def _region_args(ctx: dict[str, Any]) -> RegionArgs:
                       frame=ctx["frame"])
 
 
-def prepare(media_path: Path, args: RegionArgs, model: str, device: str, dtype: str, fps: float, max_frames: int):
+def prepare(media_path: Path, args: RegionArgs, model: str, device: str, dtype: str, fps: float, max_frames: int,
+            quantize: str = "none"):
     """Shared by ask/describe/chat: parse regions, decode media, load the model, resolve the regions."""
     regions = collect_regions(args)
     media = load_media(media_path, fps, max_frames)
-    pipeline = load_pipeline(model, device, dtype)
+    pipeline = load_pipeline(model, device, dtype, quantize)
     with console.status("Segmenting regions …"):
         resolved = resolve_regions(pipeline, media, regions)
     return pipeline, media, regions, resolved
@@ -222,6 +224,7 @@ def ask(
     model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    quantize: QuantizeOpt = "none",
     max_new_tokens: TokensOpt = 128,
     stream: Annotated[bool, typer.Option("--stream", help="print the answer while it is generated (not with --json)")] = False,
     as_json: JsonOpt = False,
@@ -239,7 +242,7 @@ def ask(
     with cli_errors():
         args = _region_args(locals())
         compose_question(question, 0)  # the text's limits and control tokens, before any decoding or loading
-        pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames)
+        pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames, quantize)
         from pixelrefer.inference.generation import GenerationConfig
 
         text = compose_question(question, len(region_list))
@@ -275,6 +278,7 @@ def describe(
     model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    quantize: QuantizeOpt = "none",
     max_new_tokens: TokensOpt = 128,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
@@ -288,7 +292,7 @@ def describe(
     with cli_errors():
         compose_question(None, 1, task)
         args = _region_args(locals())
-        pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames)
+        pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames, quantize)
         if not region_list:
             raise typer.BadParameter("describe needs at least one region (--box, --point, --mask, ...)")
         from pixelrefer.inference.generation import GenerationConfig

@@ -30,6 +30,7 @@ from pixelrefer.cli.ask import (
     PointOpt,
     PointsOpt,
     PolygonOpt,
+    QuantizeOpt,
     RegionsOpt,
     RleOpt,
     ScribbleOpt,
@@ -71,6 +72,7 @@ def chat(
     model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    quantize: QuantizeOpt = "none",
     max_new_tokens: TokensOpt = 128,
     as_json: JsonOpt = False,
     fps: FpsOpt = 1.0,
@@ -82,7 +84,7 @@ def chat(
     """
     with cli_errors():
         args = _region_args(locals())
-        pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames)
+        pipeline, clip, region_list, resolved = prepare(media, args, model, device, dtype, fps, max_frames, quantize)
         from pixelrefer.inference.generation import GenerationConfig
 
         session = pipeline.chat(clip, resolved)

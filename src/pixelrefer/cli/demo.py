@@ -11,6 +11,7 @@ from pixelrefer.cli.ask import (
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
+    QuantizeOpt,
     load_pipeline,
 )
 from pixelrefer.cli.common import cli_errors, console, fail
@@ -22,6 +23,7 @@ def demo(
     port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 7860,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    quantize: QuantizeOpt = "none",
     segmenter: Annotated[str, typer.Option(help="auto (SAM2 if $PIXELREFER_SAM2 is set), classical or sam2")] = "auto",
     max_new_tokens: Annotated[int, typer.Option(help="default answer length", min=1)] = 128,
     temperature: Annotated[float, typer.Option(help="default sampling temperature (0 = greedy)", min=0.0)] = 0.0,
@@ -37,7 +39,7 @@ def demo(
     with cli_errors():
         from pixelrefer.segment import get_segmenter
 
-        pipeline = load_pipeline(model, device, dtype)
+        pipeline = load_pipeline(model, device, dtype, quantize)
         seg = get_segmenter(segmenter, device=pipeline.device)
         blocks = build_demo(pipeline, seg, DemoDefaults(max_new_tokens=max_new_tokens, temperature=temperature))
         console.print(f"demo on http://{host}:{port}")

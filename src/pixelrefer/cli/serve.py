@@ -13,6 +13,7 @@ from pixelrefer.cli.ask import (
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
+    QuantizeOpt,
     load_pipeline,
 )
 from pixelrefer.cli.common import cli_errors, console, fail
@@ -33,6 +34,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    quantize: QuantizeOpt = "none",
     max_queue: Annotated[int, typer.Option(help="requests waiting beyond the running one; more get 429", min=0)] = 8,
     max_upload_mb: Annotated[float, typer.Option(help="largest upload in MiB (413 above)", min=0.01)] = 32.0,
     max_video_seconds: Annotated[float, typer.Option(help="longest video accepted", min=0.1)] = 60.0,
@@ -71,7 +73,7 @@ def serve(
         if not _is_loopback(host):
             console.print(f"[yellow]warning:[/] binding {host}: the API has no authentication")
         cap_malloc_arenas(MALLOC_ARENAS)
-        pipeline = load_pipeline(model, device, dtype)
+        pipeline = load_pipeline(model, device, dtype, quantize)
         if engine == "vllm":
             from pixelrefer.engines import VLLMEngine
 

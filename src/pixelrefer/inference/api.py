@@ -105,14 +105,20 @@ class PixelRefer:
         dtype: str | torch.dtype | None = "auto",
         segmenter: Any = "auto",
         engine: Engine | None = None,
+        quantize: str | None = None,
+        quantize_vision: bool = False,
     ) -> PixelRefer:
         """Load a bundled model (``nano``, ``nano-lite``), a random preset (``tiny``, ``2b``, ...), a checkpoint
         folder in our or the official format, or a hub id. ``engine``: where the LLM generates (default: here, with
-        transformers; see :mod:`pixelrefer.engines`)."""
+        transformers; see :mod:`pixelrefer.engines`). ``quantize``: ``"int8"`` (CPU or CUDA) or ``"int4"`` (CUDA)
+        for the LLM's linears, and the vision tower's too with ``quantize_vision`` (see
+        :mod:`pixelrefer.model.quantize`)."""
+        from pixelrefer.model.quantize import check_quantize, quantize_model
         from pixelrefer.presets import BUNDLED, RANDOM_PRESETS
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
+        mode = check_quantize(quantize, dev, dt)
         name = str(name_or_path)
         if name in RANDOM_PRESETS:
             model, tokenizer = _random_model(name, dev, dt)
@@ -121,6 +127,8 @@ class PixelRefer:
             if name in BUNDLED and not Path(path).is_dir():
                 raise CheckpointError(f"the bundled model {name!r} is not installed at {path}; reinstall the package")
             model, tokenizer = load_checkpoint(path, dev, dt)
+        if mode is not None:
+            quantize_model(model, mode, dev, vision=quantize_vision)
         return cls(model, tokenizer, segmenter=_make_segmenter(segmenter, dev), engine=engine)
 
     @property
