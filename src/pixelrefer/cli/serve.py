@@ -17,6 +17,7 @@ from pixelrefer.cli.ask import (
     load_pipeline,
 )
 from pixelrefer.cli.common import cli_errors, console, fail
+from pixelrefer.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ def serve(
     with cli_errors():
         from pixelrefer.engines import check_engine_options
 
+        if engine == "vllm" and quantize != "none":
+            raise ConfigError("--quantize applies to the LLM generating here; with --engine vllm the LLM runs in "
+                              "vLLM (quantise it there, e.g. `--quantization` of vllm serve)")
         check_engine_options(engine, vllm_url, vllm_model)
         if not _is_loopback(host):
             console.print(f"[yellow]warning:[/] binding {host}: the API has no authentication")

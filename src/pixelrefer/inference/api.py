@@ -40,6 +40,7 @@ from pixelrefer.limits import check_prompt_tokens, check_question, check_region_
 from pixelrefer.model.convert import CheckpointError
 from pixelrefer.model.loading import load_checkpoint
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
+from pixelrefer.model.quantize import QuantizeReport, check_quantize, quantize_model
 from pixelrefer.processing.processor import (
     EncodedSample,
     Media,
@@ -95,6 +96,7 @@ class PixelRefer:
         self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
         self.stop_ids = stop_token_ids(tokenizer, model.generation_config, self.eos_id)
         self._lock = threading.Lock()
+        self.quantization: QuantizeReport | None = None  # set by from_pretrained(quantize=...)
         self.engine: Engine = engine if engine is not None else TransformersEngine(model, self.processor.pad_id, self._lock)
 
     @classmethod
@@ -113,7 +115,6 @@ class PixelRefer:
         transformers; see :mod:`pixelrefer.engines`). ``quantize``: ``"int8"`` (CPU or CUDA) or ``"int4"`` (CUDA)
         for the LLM's linears, and the vision tower's too with ``quantize_vision`` (see
         :mod:`pixelrefer.model.quantize`)."""
-        from pixelrefer.model.quantize import check_quantize, quantize_model
         from pixelrefer.presets import BUNDLED, RANDOM_PRESETS
 
         dev = resolve_device(device)
@@ -127,9 +128,10 @@ class PixelRefer:
             if name in BUNDLED and not Path(path).is_dir():
                 raise CheckpointError(f"the bundled model {name!r} is not installed at {path}; reinstall the package")
             model, tokenizer = load_checkpoint(path, dev, dt)
-        if mode is not None:
-            quantize_model(model, mode, dev, vision=quantize_vision)
-        return cls(model, tokenizer, segmenter=_make_segmenter(segmenter, dev), engine=engine)
+        report = quantize_model(model, mode, dev, vision=quantize_vision) if mode is not None else None
+        pipeline = cls(model, tokenizer, segmenter=_make_segmenter(segmenter, dev), engine=engine)
+        pipeline.quantization = report
+        return pipeline
 
     @property
     def device(self) -> torch.device:
