@@ -159,6 +159,9 @@ def shape_benchmark(layers: int, prompt: int, new_tokens: int, repeats: int) -> 
             "decode_s_per_token": statistics.median(times[name]["decode"]),
             "prefill_speedup": statistics.median(fp32["prefill"]) / statistics.median(times[name]["prefill"]),
             "decode_speedup": statistics.median(fp32["decode"]) / statistics.median(times[name]["decode"]),
+            # the same repeat's fp32 and quantised runs are seconds apart: their ratio sees the least load change
+            "prefill_speedup_paired": statistics.median(a / b for a, b in zip(fp32["prefill"], times[name]["prefill"])),
+            "decode_speedup_paired": statistics.median(a / b for a, b in zip(fp32["decode"], times[name]["decode"])),
             "prefill_s_all": times[name]["prefill"],
             "decode_s_all": times[name]["decode"],
             "weights_bytes": weights,
@@ -290,25 +293,38 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
     parser.add_argument("--models", default="nano,nano-lite")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_quantize_cpu.json")
+    parser.add_argument("--only", choices=("shape", "synthetic"), default=None,
+                        help="rerun one part; the other is kept from the existing --out file")
     args = parser.parse_args()
     try:
         import matplotlib  # noqa: F401  (checked before minutes of measuring)
     except ImportError:
         raise SystemExit("the plot needs matplotlib: pip install matplotlib") from None
     torch.set_num_threads(args.threads)
+    previous = json.loads(args.out.read_text()) if args.only and args.out.is_file() else {}
     results: dict[str, Any] = {
         "setup": {"layers": args.layers, "prompt_tokens": args.prompt, "new_tokens": args.new_tokens,
                   "repeats": args.repeats, "threads": args.threads, "torch": torch.__version__,
                   "cpu": platform.processor() or platform.machine(),
                   "cpu_capability": torch.backends.cpu.get_cpu_capability()},
     }
-    results["shape_2b"] = shape_benchmark(args.layers, args.prompt, args.new_tokens, args.repeats)
-    results["synthetic"] = accuracy_benchmark(args.models.split(","), args.heldout, args.limit)
+    if args.only == "synthetic":
+        results["setup"] = previous["setup"]
+        results["shape_2b"] = previous["shape_2b"]
+    else:
+        results["shape_2b"] = shape_benchmark(args.layers, args.prompt, args.new_tokens, args.repeats)
+    if args.only == "shape":
+        results["synthetic"] = previous["synthetic"]
+        results["setup"].update({k: previous["setup"].get(k) for k in ("heldout", "limit")})
+    else:
+        results["synthetic"] = accuracy_benchmark(args.models.split(","), args.heldout, args.limit)
+        results["setup"].update(heldout=args.heldout, limit=args.limit)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out.with_suffix(".png"))
     for name, row in results["shape_2b"].items():
-        print(f"{name:20s} prefill x{row['prefill_speedup']:.2f}  decode x{row['decode_speedup']:.2f}  "
+        print(f"{name:20s} prefill x{row['prefill_speedup']:.2f} (paired x{row['prefill_speedup_paired']:.2f})  "
+              f"decode x{row['decode_speedup']:.2f} (paired x{row['decode_speedup_paired']:.2f})  "
               f"weights x{row['memory_ratio_28_layers']:.2f} (28 layers)  top-1 {row['top1_agreement']:.3f}  "
               f"greedy {row['greedy_agreement']:.2f}  rel. logit err "
               f"{row['logit_mean_abs_err'] / row['logit_mean_abs_fp32']:.4f}")

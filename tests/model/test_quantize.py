@@ -71,9 +71,9 @@ def test_int4_on_cpu_fails_before_the_model_is_built(monkeypatch: pytest.MonkeyP
 
 def test_tiny_logits_stay_close_to_fp32(tiny: PixelRefer) -> None:
     """``tiny`` / ``tiny-lite`` with large random weights (conftest), fp32 vs an int8 copy. Tolerance: mean |error|
-    under 8 % of mean |logit|, max under 12 % of max |logit|, top-1 agreement >= 85 % (measured on this input:
-    5.3 %, 6.7 %, 92 % for tiny; the sharpened weights double activations at every linear, which amplifies
-    rounding through the layers: with the preset's own init the mean error is 1.1 %)."""
+    under 8 % of mean |logit|, max under 15 % of max |logit|, top-1 agreement >= 85 % (measured on this input:
+    5.3 / 6.7 / 92 % for tiny, 6.1 / 11.6 / 91 % for tiny-lite; the sharpened weights double activations at every
+    linear, which amplifies rounding through the layers: with the preset's own init tiny's mean error is 1.1 %)."""
     int8 = copy.deepcopy(tiny.model)
     quantize_model(int8, "int8", CPU)
     ids = torch.randint(0, 200, (2, 48), generator=torch.Generator().manual_seed(0))
@@ -81,7 +81,7 @@ def test_tiny_logits_stay_close_to_fp32(tiny: PixelRefer) -> None:
         ref, out = tiny.model(input_ids=ids).logits, int8(input_ids=ids).logits
     err = (out - ref).abs()
     assert err.mean() / ref.abs().mean() < 0.08
-    assert err.max() / ref.abs().max() < 0.12
+    assert err.max() / ref.abs().max() < 0.15
     assert (out.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.85
 
 
