@@ -8,8 +8,10 @@ about a second at the 2B shape.
 ``int8`` on CPU is :class:`Int8Linear`: weights symmetric int8 per output channel, activations symmetric int8
 per token, quantised on the fly, and the int8 x int8 -> int32 product by torch's own ``torch._int_mm`` (oneDNN;
 VNNI where the CPU has it). Per-token activation scales are what keeps it accurate: ``torch.ao``'s
-``quantize_dynamic`` is as fast but uses one scale per tensor at 7 bits (``reduce_range``), and one outlier token
-then costs every other token its precision (``benchmarks/bench_quantize.py`` measures both).
+``quantize_dynamic`` uses one scale per tensor at 7 bits (``reduce_range``), and one outlier token then costs every
+other token its precision. Speed, measured by ``benchmarks/bench_quantize.py`` on a shared 2-core CPU: weights
+0.40x of fp32, but not reliably faster than fp32 (``torch._int_mm`` packs the int8 weight on every call, while
+``quantize_dynamic``'s fbgemm weights are packed once: faster, with 4x our logit error).
 
 On CUDA both modes go through torchao (``pip install 'pixelrefer[quant]'``): ``int8`` is its dynamic int8
 activation x int8 weight config (the same per-token / per-channel scheme), ``int4`` its weight-only int4 with
