@@ -277,7 +277,7 @@ def plot(results: dict, path: Path) -> None:
                 errors.append(row["exact_match"]["delta_se"])
     axes[2].bar(labels, deltas, yerr=errors, capsize=4)
     axes[2].axhline(0.0, color="grey", lw=0.8)
-    axes[2].set_title("synthetic held-out: exact-match change vs fp32 (points, ±1 SE)")
+    axes[2].set_title("synthetic held-out: exact match vs fp32 (points, ±1 SE)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
