@@ -18,7 +18,7 @@ linear and lm_head); ``int8+vision`` (the vision tower too; part 2 only: part 1 
 ``int8, lm_head fp32`` and ``torch.ao dynamic`` (``quantize_dynamic``: per-tensor 7-bit activations), part 1
 only, to show what the choices cost.
 
-    python benchmarks/bench_quantize.py                 # about 10 minutes on 2 shared CPU cores
+    python benchmarks/bench_quantize.py                 # ~65 min on 2 heavily shared cores (6 synthetic runs: 50)
     python benchmarks/bench_quantize.py --layers 2 --repeats 3 --limit 100
 
 Writes benchmarks/results/bench_quantize_cpu.json and .png (needs matplotlib).
