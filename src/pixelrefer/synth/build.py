@@ -33,7 +33,7 @@ from pixelrefer.errors import ConfigError
 from pixelrefer.synth import world
 from pixelrefer.synth.config import SynthConfig
 from pixelrefer.synth.scenes import Scene, render_scene
-from pixelrefer.synth.tasks import Instruction, image_instruction, video_instruction
+from pixelrefer.synth.tasks import Instruction, image_instruction, rephrase, video_instruction
 from pixelrefer.synth.videos import Video, render_video
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test", "heldout")
 FORMAT_VERSION = 1
 MAX_RENDER_ATTEMPTS = 20
 PNG_COMPRESS_LEVEL = 3  # zlib level: 3 is ~3x faster than 6 for ~15% more bytes
+UNSEEN_PHRASING_SPLITS = ("test", "heldout")  # with paraphrases, the splits that also ask held-out wordings
+PHRASING_STREAM = 0  # tag of the wording generator's seed, apart from the instruction's (its answers stay the same)
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, object]:
@@ -107,6 +109,14 @@ def _sample(sid: str, media: dict[str, object], human: str, ins: Instruction, ma
             "masks": masks, "height": height, "width": width, "meta": meta}
 
 
+def _worded(cfg: SynthConfig, split: str, scene_idx: int, j: int, ins: Instruction) -> Instruction:
+    """The instruction in a wording drawn from its own generator (``cfg.paraphrases``), else as generated."""
+    if not cfg.paraphrases:
+        return ins
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j, PHRASING_STREAM])
+    return rephrase(ins, rng, unseen=split in UNSEEN_PHRASING_SPLITS)
+
+
 def build_scene(args: tuple[SynthConfig, str, int, str]) -> list[dict[str, object]]:
     """Render one scene, write its media under `out_dir` and return its samples (worker entry point)."""
     cfg, split, scene_idx, out_dir = args
@@ -126,10 +136,10 @@ def build_scene(args: tuple[SynthConfig, str, int, str]) -> list[dict[str, objec
         rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j])
         sid = f"{split}-{scene_idx:06d}-{j}"
         if isinstance(media, Video):
-            ins = video_instruction(media, rng, primary)
+            ins = _worded(cfg, split, scene_idx, j, video_instruction(media, rng, primary))
             samples.append(_video_sample(media, frames, sid, ins, split, cfg.video_masks))
         else:
-            ins = image_instruction(media, rng, primary)
+            ins = _worded(cfg, split, scene_idx, j, image_instruction(media, rng, primary))
             samples.append(_image_sample(media, rel, sid, ins, split))
     return samples
 

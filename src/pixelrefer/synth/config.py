@@ -41,6 +41,10 @@ class SynthConfig:
     num_frames: tuple[int, int] = VIDEO_FRAMES
     fps: float = VIDEO_FPS
     video_masks: str = "first"
+    # Question wording (synth/tasks.py PHRASINGS): off, every question is asked in its one default wording (the
+    # bundled data); on, in a wording drawn per sample from its family (train/val: trained wordings only; test and
+    # heldout: any wording, held-out ones included, recorded in meta["phrasing"]). Answers and regions do not change.
+    paraphrases: bool = False
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -65,6 +69,8 @@ class SynthConfig:
             raise ConfigError(f"video_masks must be 'first' or 'all', got {self.video_masks!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if not isinstance(self.paraphrases, bool):
+            raise ConfigError(f"paraphrases must be true or false, got {self.paraphrases!r}")
 
     @property
     def side(self) -> int:
