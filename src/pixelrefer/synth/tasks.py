@@ -50,6 +50,7 @@ IMAGE_TASKS: dict[str, float] = {
     "region_qa": 0.14,
     "multiple_choice": 0.14,
 }
+OFF_PALETTE_TASKS = {t: IMAGE_TASKS[t] for t in ("category", "part_category")}  # scenes whose colours have no name
 VIDEO_TASKS: dict[str, float] = {
     "category": 0.2,
     "brief": 0.1,

@@ -1,4 +1,5 @@
-"""Paraphrased questions: the phrasing families, the held-out wordings, and that the option changes wording only."""
+"""The question-data options: paraphrased questions (phrasing families, held-out wordings; wording changes only) and
+off-palette category scenes (only those scenes change)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,20 @@ def test_the_option_is_checked() -> None:
 
     with pytest.raises(ConfigError, match="paraphrases"):
         SynthConfig(paraphrases="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="off_palette_categories"):
+        SynthConfig(off_palette_categories=1.5)
+
+
+def test_off_palette_category_scenes_change_only_themselves(builds: dict[bool, Path], tmp_path: Path) -> None:
+    out = tmp_path / "off"
+    build_dataset(out, **(ARGS | {"off_palette_categories": 0.5}))
+    base = builds[False]
+    for split in SPLITS[1:]:
+        assert (out / f"{split}.json").read_bytes() == (base / f"{split}.json").read_bytes()
+    off, plain = _samples(out, "train"), _samples(base, "train")
+    marked = [(a, b) for a, b in zip(off, plain) if a["meta"].get("off_palette")]
+    assert 0 < len(marked) < len(off)
+    assert all(a == b for a, b in zip(off, plain) if not a["meta"].get("off_palette"))
+    assert all(a["meta"]["task"] in ("category", "part_category") and "image" in a for a, _ in marked)
+    images = {a["image"] for a, _ in marked}
+    assert all((out / i).read_bytes() != (base / i).read_bytes() for i in images)
