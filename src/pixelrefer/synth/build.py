@@ -33,7 +33,13 @@ from pixelrefer.errors import ConfigError
 from pixelrefer.synth import world
 from pixelrefer.synth.config import SynthConfig
 from pixelrefer.synth.scenes import Scene, render_scene
-from pixelrefer.synth.tasks import OFF_PALETTE_TASKS, Instruction, image_instruction, rephrase, video_instruction
+from pixelrefer.synth.tasks import (
+    OFF_PALETTE_TASKS,
+    Instruction,
+    image_instruction,
+    rephrase,
+    video_instruction,
+)
 from pixelrefer.synth.videos import Video, render_video
 
 logger = logging.getLogger(__name__)
