@@ -24,6 +24,10 @@ _TEXT_TINY_SERVABLE = dict(hidden_size=128, intermediate_size=256, num_hidden_la
                            num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6)
 _TEXT_NANO = dict(hidden_size=160, intermediate_size=320, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=8192, rope_theta=1e4, rms_norm_eps=1e-6)
+# nano-v2 (recipes/configs/nano-v2.yaml): a wider, deeper tower; an LLM with head size 32 (192 / 6), servable on CPU
+_VISION_NANO_V2 = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, patch_size=14)
+_TEXT_NANO_V2 = dict(hidden_size=192, intermediate_size=384, num_hidden_layers=3, num_attention_heads=6,
+                     num_key_value_heads=2, max_position_embeddings=8192, rope_theta=1e4, rms_norm_eps=1e-6)
 _TEXT_2B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                 max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6, vocab_size=151669, tie_word_embeddings=True)
 _TEXT_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
@@ -41,6 +45,8 @@ RANDOM_PRESETS: dict[str, dict[str, Any]] = {
     # shapes of the bundled small models (trained by `pixelrefer train --config nano` / `nano-lite`)
     "nano-arch": dict(vision=_VISION_NANO, text=_TEXT_NANO, variant="full"),
     "nano-lite-arch": dict(vision=_VISION_NANO, text=_TEXT_NANO, variant="lite"),
+    "nano-v2-arch": dict(vision=_VISION_NANO_V2, text=_TEXT_NANO_V2, variant="full"),
+    "nano-v2-lite-arch": dict(vision=_VISION_NANO_V2, text=_TEXT_NANO_V2, variant="lite"),
 }
 
 

@@ -310,7 +310,7 @@ def mvbench(root: Path) -> BenchmarkFiles:
     return BenchmarkFiles(questions, videos)
 
 
-def synthetic(root: Path, n: int = 24, seed: int = 1) -> BenchmarkFiles:
+def synthetic(root: Path, n: int = 24, seed: int = 1, paraphrases: bool = False) -> BenchmarkFiles:
     """A :mod:`pixelrefer.synth` test split (official training JSON + ``meta``), images and frame-list videos."""
     from pixelrefer.synth.build import build_dataset
 
@@ -324,6 +324,7 @@ def synthetic(root: Path, n: int = 24, seed: int = 1) -> BenchmarkFiles:
         video_fraction=0.5 if n < 24 else 0.3,
         image_size=64,
         progress=False,
+        paraphrases=paraphrases,
     )
     return BenchmarkFiles(root / "test.json", root)
 

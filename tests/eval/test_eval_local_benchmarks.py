@@ -129,6 +129,22 @@ def test_synthetic_benchmark_from_synth_build(tmp_path: Path) -> None:
     assert per_size == {s: (100.0 if s == small else 0.0) for s in sizes}
 
 
+def test_synthetic_benchmark_reports_held_out_phrasings(tmp_path: Path) -> None:
+    files = synthetic(tmp_path / "synth", n=40, paraphrases=True)
+    samples = json.loads(files.data.read_text())
+    held = {s["id"] for s in samples if s["meta"]["phrasing"]["held_out"]}
+    assert held and len(held) < len(samples)
+    truth = {s["id"]: s["meta"]["answer"] for s in samples}
+    report = _run("synthetic", files, tmp_path / "held", FakePredictor(lambda r: truth[r.id] if r.id in held else "zzz"))
+    held_metrics = {k: v for k, v in report["metrics"].items() if k.startswith("held-out phrasings ")}
+    trained_metrics = {k: v for k, v in report["metrics"].items() if k.startswith("trained phrasings ")}
+    assert held_metrics and all(v == 100.0 for v in held_metrics.values())
+    assert trained_metrics and all(v == 0.0 for v in trained_metrics.values())
+    plain = synthetic(tmp_path / "plain", n=12)
+    report = _run("synthetic", plain, tmp_path / "plain-run", FakePredictor(lambda r: "zzz"))
+    assert not any("phrasings" in k for k in report["metrics"])
+
+
 def test_predictor_adapter_maps_video_frames(tmp_path: Path) -> None:
     from pixelrefer.eval.predictor import to_media_and_regions
     from pixelrefer.eval.types import VideoSampling

@@ -31,6 +31,16 @@ def test_bundled_recipes_differ_only_in_variant():
     assert full.vision_pretrain is not None and full.lrs["vision"] is None  # one pretrained tower, frozen after
 
 
+def test_candidate_v2_recipes_share_data_and_tower_and_have_a_cpu_servable_head_size():
+    full, lite = load_recipe_config("nano-v2"), load_recipe_config("nano-v2-lite")
+    assert full.data == lite.data and full.vision_pretrain == lite.vision_pretrain and full.max_steps == lite.max_steps
+    assert full.model.vision_init == lite.model.vision_init != load_recipe_config("nano").model.vision_init
+    assert full.data.synth is not None and full.data.synth.paraphrases and full.data.synth.off_palette_categories > 0
+    for cfg in (full, lite):
+        text = RANDOM_PRESETS[cfg.model.preset]["text"]
+        assert text["hidden_size"] // text["num_attention_heads"] in (32, 64)  # vLLM CPU attention (docs/serving.md)
+
+
 def test_task_focus_keeps_focus_tasks_and_a_seeded_share_of_the_rest():
     samples = [{"id": f"s{i:02d}", "meta": {"task": "category" if i % 4 == 0 else "brief"}} for i in range(40)]
     only = TaskFocus(("category",), 0.0).select(samples)

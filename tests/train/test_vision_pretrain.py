@@ -139,3 +139,21 @@ def test_folder_lock_makes_runs_take_turns(tmp_path):
         events.append("first out")
     thread.join(timeout=10)
     assert events == ["first out", "second in"]
+
+
+def test_cell_loss_adds_a_label_loss_on_every_cell_inside_the_mask(tiny_model):
+    from pixelrefer.recipes.vision import RegionClassifier, RegionLabelObjective
+
+    torch.manual_seed(0)
+    classifier = RegionClassifier(tiny_model, len(world.category_labels()))
+    visual, target, sizes = collate_regions(list(itertools.islice(iter(_stream(tiny_model)), 5)))
+    cpu = torch.device("cpu")
+    plain, n = RegionLabelObjective(1e-3, 0.0, {}).loss(classifier, (visual, target, sizes), cpu)
+    assert n == 5 and torch.allclose(plain, torch.nn.functional.cross_entropy(classifier(visual), target))
+    dense, _ = RegionLabelObjective(1e-3, 0.0, {}, cell_loss=0.5).loss(classifier, (visual, target, sizes), cpu)
+    tokens = classifier.region_tokens(visual)
+    cells = torch.cat([torch.full((len(t),), int(y)) for t, y in zip(tokens, target)])
+    by_hand = plain + 0.5 * torch.nn.functional.cross_entropy(classifier.head(torch.cat(tokens)), cells)
+    assert sum(len(t) for t in tokens) > 5 and torch.allclose(dense, by_hand)
+    with pytest.raises(Exception, match="cell_loss"):
+        VisionPretrainSection(cell_loss=-1.0)

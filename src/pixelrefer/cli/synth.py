@@ -15,7 +15,7 @@ from pixelrefer.synth import world
 from pixelrefer.synth.build import build_dataset
 from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE, SynthConfig
 from pixelrefer.synth.scenes import Box, mask_box, render_scene
-from pixelrefer.synth.tasks import CATEGORY_PROMPT, noun_phrase
+from pixelrefer.synth.tasks import CATEGORY_PROMPT, ask, noun_phrase
 from pixelrefer.synth.videos import render_video
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_OBJECTS = (3, 4)
 DEFAULTS = SynthConfig()
 SAMPLE_FPS = DEFAULTS.fps  # the sample clip plays at the frame rate of the training videos
-MOTION_PROMPT = "In which direction does <region> move?"
+MOTION_PROMPT = ask("direction")
 
 
 def synth(
@@ -37,6 +37,10 @@ def synth(
     image_size: Annotated[int, typer.Option(help="Side of the square images and frames, in pixels.")] = DEFAULTS.side,
     samples_per_scene: Annotated[int, typer.Option(help="Questions asked about each rendered scene.")] = DEFAULTS.samples_per_scene,
     video_masks: Annotated[str, typer.Option(help="'first' (one frame per object) or 'all' frames.")] = DEFAULTS.video_masks,
+    paraphrases: Annotated[bool, typer.Option(help="Ask each question in one of its wordings (held-out wordings in "
+                                                    "test/heldout only).")] = DEFAULTS.paraphrases,
+    off_palette_categories: Annotated[float, typer.Option(help="Share of training image scenes painted off-palette, "
+                                                          "asked category questions only.")] = DEFAULTS.off_palette_categories,
     workers: Annotated[int, typer.Option(help="Worker processes (output does not depend on it).")] = 1,
     tokenizer: Annotated[bool, typer.Option(help="Also train the small models' tokenizer into OUT/tokenizer.")] = False,
     vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary size, special tokens included.")] = DEFAULT_VOCAB_SIZE,
@@ -54,7 +58,8 @@ def synth(
         return
     config = SynthConfig(n_train=n_train, n_val=n_val, n_test=n_test, n_heldout=n_heldout, seed=seed,
                          video_fraction=video_fraction, image_size=image_size, samples_per_scene=samples_per_scene,
-                         video_masks=video_masks)
+                         video_masks=video_masks, paraphrases=paraphrases,
+                         off_palette_categories=off_palette_categories)
     info = build_dataset(out, config, workers=workers, progress=progress)
     for split, summary in info["splits"].items():  # type: ignore[union-attr]
         typer.echo(f"{split}: {summary['samples']} samples -> {out / (split + '.json')}")

@@ -100,11 +100,14 @@ class RegionClassifier(nn.Module):
         self._model = [model]  # not a submodule: only the two modules above train
         self.head = nn.Linear(model.config.vision_config.hidden_size, num_labels)
 
-    def forward(self, visual: VisualInputs) -> torch.Tensor:
+    def region_tokens(self, visual: VisualInputs) -> list[torch.Tensor]:
+        """Per region, the features of the cells inside its mask (what the object tokenizer pools)."""
         model = self._model[0]
         positions, masks = region_grids(visual)
-        tokens = model.object_tokenizer.masked_tokens(model.encode_vision(visual)["crop"], positions, masks)
-        return self.head(torch.stack([t.mean(0) for t in tokens]))
+        return model.object_tokenizer.masked_tokens(model.encode_vision(visual)["crop"], positions, masks)
+
+    def forward(self, visual: VisualInputs) -> torch.Tensor:
+        return self.head(torch.stack([t.mean(0) for t in self.region_tokens(visual)]))
 
 
 @torch.no_grad()
@@ -129,8 +132,9 @@ class RegionLabelObjective(Objective):
 
     name = "vision pretraining"
 
-    def __init__(self, lr: float, weight_decay: float, evals: dict[str, list[Batch]]) -> None:
-        self.lr, self.weight_decay, self.evals = lr, weight_decay, evals
+    def __init__(self, lr: float, weight_decay: float, evals: dict[str, list[Batch]], cell_loss: float = 0.0
+                 ) -> None:
+        self.lr, self.weight_decay, self.evals, self.cell_loss = lr, weight_decay, evals, cell_loss
 
     def prepare(self, model: nn.Module) -> StagePlan:
         names = []
@@ -145,7 +149,13 @@ class RegionLabelObjective(Objective):
 
     def loss(self, model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
         visual, target, _ = batch
-        return nn.functional.cross_entropy(model(visual.to(device)), target.to(device)), len(target)
+        target = target.to(device)
+        if not self.cell_loss:
+            return nn.functional.cross_entropy(model(visual.to(device)), target), len(target)
+        tokens = model.region_tokens(visual.to(device))
+        loss = nn.functional.cross_entropy(model.head(torch.stack([t.mean(0) for t in tokens])), target)
+        cells = target.repeat_interleave(torch.tensor([len(t) for t in tokens], device=device))
+        return loss + self.cell_loss * nn.functional.cross_entropy(model.head(torch.cat(tokens)), cells), len(target)
 
     def evaluate(self, trainer: Trainer) -> dict[str, Any]:
         acc = {name: accuracy(trainer.model, batches, trainer.device) for name, batches in self.evals.items()}
@@ -188,7 +198,7 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     evals = {"val": eval_batches(regions(VAL_STREAM), cfg.batch_size, cfg.val_regions),
              "heldout": eval_batches(regions(HELDOUT_STREAM, palette=True, held_out="require"), cfg.batch_size,
                                      cfg.val_regions)}
-    objective = RegionLabelObjective(cfg.lr, cfg.optim.weight_decay, evals)
+    objective = RegionLabelObjective(cfg.lr, cfg.optim.weight_decay, evals, cfg.cell_loss)
     trainer = Trainer(classifier, RegionStream(regions(TRAIN_STREAM), cfg.batch_size, cfg.workers), None,
                       stage_config(cfg, out, precision, progress), procs=Processes(device=device),
                       objective=objective)

@@ -33,7 +33,13 @@ from pixelrefer.errors import ConfigError
 from pixelrefer.synth import world
 from pixelrefer.synth.config import SynthConfig
 from pixelrefer.synth.scenes import Scene, render_scene
-from pixelrefer.synth.tasks import Instruction, image_instruction, video_instruction
+from pixelrefer.synth.tasks import (
+    OFF_PALETTE_TASKS,
+    Instruction,
+    image_instruction,
+    rephrase,
+    video_instruction,
+)
 from pixelrefer.synth.videos import Video, render_video
 
 logger = logging.getLogger(__name__)
@@ -42,6 +48,9 @@ SPLITS: tuple[str, ...] = ("train", "val", "test", "heldout")
 FORMAT_VERSION = 1
 MAX_RENDER_ATTEMPTS = 20
 PNG_COMPRESS_LEVEL = 3  # zlib level: 3 is ~3x faster than 6 for ~15% more bytes
+UNSEEN_PHRASING_SPLITS = ("test", "heldout")  # with paraphrases, the splits that also ask held-out wordings
+PHRASING_STREAM = 0  # tag of the wording generator's seed, apart from the instruction's (its answers stay the same)
+OFF_PALETTE_STREAM = 0  # tag of the generator that picks off-palette scenes (off_palette_categories)
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, object]:
@@ -55,10 +64,21 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
-def _render(cfg: SynthConfig, split: str, scene_idx: int) -> tuple[Scene | Video, list[int]]:
-    """Render a scene or video and the indices allowed as primary targets (held-out objects if heldout)."""
+def off_palette_scene(cfg: SynthConfig, split: str, scene_idx: int, is_video: bool) -> bool:
+    """Whether this train-split image scene is painted off-palette (``cfg.off_palette_categories``); drawn from its
+    own generator, so the other scenes are the same as without the option."""
+    if split != "train" or is_video or not cfg.off_palette_categories:
+        return False
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, OFF_PALETTE_STREAM])
+    return bool(rng.random() < cfg.off_palette_categories)
+
+
+def _render(cfg: SynthConfig, split: str, scene_idx: int) -> tuple[Scene | Video, list[int], bool]:
+    """Render a scene or video, the indices allowed as primary targets (held-out objects if heldout) and whether
+    it is painted off-palette."""
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx])
     is_video = bool(rng.random() < cfg.video_fraction)
+    off_palette = off_palette_scene(cfg, split, scene_idx, is_video)
     mode = "require" if split == "heldout" else "exclude"
     for _ in range(MAX_RENDER_ATTEMPTS):
         media: Scene | Video
@@ -66,11 +86,11 @@ def _render(cfg: SynthConfig, split: str, scene_idx: int) -> tuple[Scene | Video
             media = render_video(rng, cfg.image_size, cfg.num_frames, cfg.video_objects, mode, cfg.fps)
             items = [(t.index, t.spec.held_out) for t in media.tracks]
         else:
-            media = render_scene(rng, cfg.image_size, cfg.n_objects, mode, variety=cfg.variety)
+            media = render_scene(rng, cfg.image_size, cfg.n_objects, mode, variety=cfg.variety, palette=not off_palette)
             items = [(o.index, o.spec.held_out) for o in media.objects]
         primary = [i for i, held in items if held] if mode == "require" else [i for i, _ in items]
         if primary:
-            return media, primary
+            return media, primary, off_palette
     raise RuntimeError(f"could not render a usable scene for {split}/{scene_idx}")
 
 
@@ -107,11 +127,19 @@ def _sample(sid: str, media: dict[str, object], human: str, ins: Instruction, ma
             "masks": masks, "height": height, "width": width, "meta": meta}
 
 
+def _worded(cfg: SynthConfig, split: str, scene_idx: int, j: int, ins: Instruction) -> Instruction:
+    """The instruction in a wording drawn from its own generator (``cfg.paraphrases``), else as generated."""
+    if not cfg.paraphrases:
+        return ins
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j, PHRASING_STREAM])
+    return rephrase(ins, rng, unseen=split in UNSEEN_PHRASING_SPLITS)
+
+
 def build_scene(args: tuple[SynthConfig, str, int, str]) -> list[dict[str, object]]:
     """Render one scene, write its media under `out_dir` and return its samples (worker entry point)."""
     cfg, split, scene_idx, out_dir = args
     root = Path(out_dir)
-    media, primary = _render(cfg, split, scene_idx)
+    media, primary, off_palette = _render(cfg, split, scene_idx)
     start = scene_idx * cfg.samples_per_scene
     count = min(cfg.samples_per_scene, cfg.count(split) - start)
     samples = []
@@ -126,10 +154,13 @@ def build_scene(args: tuple[SynthConfig, str, int, str]) -> list[dict[str, objec
         rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j])
         sid = f"{split}-{scene_idx:06d}-{j}"
         if isinstance(media, Video):
-            ins = video_instruction(media, rng, primary)
+            ins = _worded(cfg, split, scene_idx, j, video_instruction(media, rng, primary))
             samples.append(_video_sample(media, frames, sid, ins, split, cfg.video_masks))
         else:
-            ins = image_instruction(media, rng, primary)
+            weights = OFF_PALETTE_TASKS if off_palette else None
+            ins = _worded(cfg, split, scene_idx, j, image_instruction(media, rng, primary, weights=weights))
+            if off_palette:
+                ins.meta["off_palette"] = True
             samples.append(_image_sample(media, rel, sid, ins, split))
     return samples
 

@@ -83,6 +83,14 @@ class SynthConfig:
     fps: float = VIDEO_FPS
     video_masks: str = "first"
     variety: Variety = field(default_factory=Variety)  # still scenes only; videos keep the plain world
+    # Question wording (synth/tasks.py PHRASINGS): off, every question is asked in its one default wording (the
+    # bundled data); on, in a wording drawn per sample from its family (train/val: trained wordings only; test and
+    # heldout: any wording, held-out ones included, recorded in meta["phrasing"]). Answers and regions do not change.
+    paraphrases: bool = False
+    # Share of the train split's image scenes painted in random off-palette colours (as the vision pretraining paints
+    # them) and asked category and part questions only: the readout then sees every category outside the palette
+    # too, so it cannot learn which named colour each category lacks (the held-out split's). 0: the bundled data.
+    off_palette_categories: float = 0.0
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -107,6 +115,11 @@ class SynthConfig:
             raise ConfigError(f"video_masks must be 'first' or 'all', got {self.video_masks!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if not isinstance(self.paraphrases, bool):
+            raise ConfigError(f"paraphrases must be true or false, got {self.paraphrases!r}")
+        share = self.off_palette_categories
+        if isinstance(share, bool) or not (isinstance(share, int | float) and 0.0 <= share <= 1.0):
+            raise ConfigError(f"off_palette_categories must be in [0, 1], got {share!r}")
 
     @property
     def side(self) -> int:

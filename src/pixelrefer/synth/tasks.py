@@ -4,6 +4,11 @@ Every generator takes a rendered scene (or video), a random generator and the ob
 primary target, and returns an :class:`Instruction` or ``None`` when the task does not apply (for
 example a part question on a scene without composite objects). Questions use the official evaluation
 prompts where they exist; answers are deterministic functions of the ground truth.
+
+Every question is one phrasing family of :data:`PHRASINGS` (its first phrasing is the one generators write, the
+official prompt where there is one); :func:`rephrase` swaps it for another phrasing of the family, drawn from the
+trained phrasings for training data and from all of them, held-out ones included, for evaluation data
+(``SynthConfig.paraphrases``), so a model can be scored on wordings it never saw.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ IMAGE_TASKS: dict[str, float] = {
     "region_qa": 0.14,
     "multiple_choice": 0.14,
 }
+OFF_PALETTE_TASKS = {t: IMAGE_TASKS[t] for t in ("category", "part_category")}  # scenes whose colours have no name
 VIDEO_TASKS: dict[str, float] = {
     "category": 0.2,
     "brief": 0.1,
@@ -71,6 +77,7 @@ class Instruction:
     answer: str
     targets: list[Target]
     meta: dict[str, object] = field(default_factory=dict)
+    phrasing: str | None = None  # the PHRASINGS family of the question (None: no alternative wording)
 
     def __post_init__(self) -> None:
         if self.question.count(REGION_PLACEHOLDER) != len(self.targets):
@@ -107,6 +114,137 @@ def _multiple_choice(rng: np.random.Generator, question: str, correct: str, pool
     return inline_choices(question, lettered(options)), LETTERS[options.index(correct)], options
 
 
+# ----------------------------------------------------------------------------------------- phrasings
+
+
+@dataclass(frozen=True)
+class Phrasing:
+    """One wording of a question; ``held_out`` wordings never appear in training data (only in evaluation data)."""
+
+    text: str
+    held_out: bool = False
+
+
+def _family(default: str, trained: Sequence[str] = (), held_out: Sequence[str] = ()) -> tuple[Phrasing, ...]:
+    return (Phrasing(default), *(Phrasing(t) for t in trained), *(Phrasing(t, True) for t in held_out))
+
+
+# Family key -> phrasings; the first is the generators' (and, with `paraphrases` off, the only) wording.
+PHRASINGS: dict[str, tuple[Phrasing, ...]] = {
+    "category": _family(CATEGORY_PROMPT,
+                        ["What is <region>?", "Name the object in <region>.", "What object is <region>?",
+                         "Which shape or object is <region>? Answer with its name."],
+                        ["What kind of object is <region>?", "Identify the object in <region>."]),
+    "part_category": _family(PART_PROMPT,
+                             ["What is <region>? For a part of an object answer 'object:part', else the object.",
+                              "Name <region>; if it is a part, answer in the form 'category:subcategory'."],
+                             ["Which object or object part is <region>? Answer 'object:part' for a part."]),
+    "brief": _family(BRIEF_PROMPT, ["Describe <region> in a few words.", "Give a short description of <region>."],
+                     ["Briefly describe <region>."]),
+    "detail": _family(DETAIL_PROMPT, ["Describe <region> in detail.", "Give a detailed description of <region>."],
+                      ["Tell me everything you see about <region>."]),
+    "video_brief": _family(VIDEO_BRIEF_PROMPT, ["Describe the object <region> in the video in a few words."],
+                           ["Briefly describe <region> in the video."]),
+    "video_detail": _family(VIDEO_DETAIL_PROMPT, ["Describe <region> in the video in detail."],
+                            ["Give a detailed description of <region> in the video."]),
+    "colour": _family("What colour is <region>?", ["What is the colour of <region>?", "Which colour does <region> have?"],
+                      ["Tell me the colour of <region>."]),
+    "size": _family("How big is <region>? Answer tiny, small, medium or large.",
+                    ["What size is <region>? Answer tiny, small, medium or large.",
+                     "Is <region> tiny, small, medium or large?"],
+                    ["How large is <region>: tiny, small, medium or large?"]),
+    "pattern": _family("What pattern does <region> have?", ["What is the pattern of <region>?"],
+                       ["Which pattern is on <region>?"]),
+    "position": _family("Where is <region> in the image?",
+                        ["In which part of the image is <region>?", "Where in the image is <region> located?"],
+                        ["Which part of the image is <region> in?"]),
+    "occluded": _family("Is <region> partly hidden by another object?", ["Is <region> partly covered by another object?"],
+                        ["Is another object hiding part of <region>?"]),
+    "left_of": _family("Is <region0> to the left of <region1>?", ["Is <region0> left of <region1>?"],
+                       ["Does <region0> lie to the left of <region1>?"]),
+    "right_of": _family("Is <region0> to the right of <region1>?", ["Is <region0> right of <region1>?"],
+                        ["Does <region0> lie to the right of <region1>?"]),
+    "above": _family("Is <region0> above <region1>?", ["Is <region0> higher up than <region1>?"],
+                     ["Does <region0> sit above <region1>?"]),
+    "below": _family("Is <region0> below <region1>?", ["Is <region0> lower down than <region1>?"],
+                     ["Does <region0> sit below <region1>?"]),
+    "larger_than": _family("Is <region0> larger than <region1>?", ["Is <region0> bigger than <region1>?"],
+                           ["Does <region0> cover more of the image than <region1>?"]),
+    "smaller_than": _family("Is <region0> smaller than <region1>?", ["Is <region0> less big than <region1>?"],
+                            ["Does <region0> cover less of the image than <region1>?"]),
+    "same_colour": _family("Do <region0> and <region1> have the same colour?",
+                           ["Are <region0> and <region1> the same colour?"],
+                           ["Is <region0> coloured like <region1>?"]),
+    "same_category": _family("Are <region0> and <region1> the same kind of object?",
+                             ["Are <region0> and <region1> the same object category?"],
+                             ["Do <region0> and <region1> belong to the same category?"]),
+    "which_left_of": _family("Which is further to the left, <region0> or <region1>?",
+                             ["Which one is more to the left, <region0> or <region1>?"],
+                             ["Of <region0> and <region1>, which is further left?"]),
+    "which_right_of": _family("Which is further to the right, <region0> or <region1>?",
+                              ["Which one is more to the right, <region0> or <region1>?"],
+                              ["Of <region0> and <region1>, which is further right?"]),
+    "which_above": _family("Which is higher, <region0> or <region1>?", ["Which one is higher up, <region0> or <region1>?"],
+                           ["Of <region0> and <region1>, which is higher?"]),
+    "which_below": _family("Which is lower, <region0> or <region1>?", ["Which one is lower down, <region0> or <region1>?"],
+                           ["Of <region0> and <region1>, which is lower?"]),
+    "which_larger_than": _family("Which is larger, <region0> or <region1>?", ["Which one is bigger, <region0> or <region1>?"],
+                                 ["Of <region0> and <region1>, which is larger?"]),
+    "which_smaller_than": _family("Which is smaller, <region0> or <region1>?",
+                                  ["Which one is less big, <region0> or <region1>?"],
+                                  ["Of <region0> and <region1>, which is smaller?"]),
+    "mc_category": _family("What is the category of <region>?", ["What is <region>?", "Which object is <region>?"],
+                           ["What kind of object is <region>?"]),
+    "mc_size": _family("How big is <region>?", ["What size is <region>?"], ["How large is <region>?"]),
+    "direction": _family("In which direction does <region> move?", ["Which way does <region> move?"],
+                         ["What direction is <region> moving in?"]),
+    "moves": _family("Does <region> move?", ["Is <region> moving?"], ["Does <region> change its position?"]),
+    "event": _family("Does <region> appear later, leave early, or stay in view for the whole video?",
+                     ["Does <region> come in later, leave early, or stay in view for the whole video?"],
+                     ["Over the video, does <region> appear later, leave early, or stay in view?"]),
+    "whole_video": _family("Is <region> visible during the whole video?", ["Can <region> be seen for the whole video?"],
+                           ["Is <region> in view from start to end of the video?"]),
+    "colour_change": _family("Does <region> change colour?", ["Does the colour of <region> change?"],
+                             ["Is the colour of <region> different later in the video?"]),
+    "final_colour": _family("What colour is <region> at the end of the video?",
+                            ["What colour does <region> have at the end of the video?"],
+                            ["At the end of the video, what colour is <region>?"]),
+    "distance": _family("Does <object0> move closer to <object1>, further away, or neither?",
+                        ["Does <object0> get closer to <object1>, further away, or neither?"],
+                        ["Is <object0> moving closer to <object1>, further away, or neither?"]),
+    "which_moves": _family("Which one moves, <object0> or <object1>?", ["Which one is moving, <object0> or <object1>?"],
+                           ["Of <object0> and <object1>, which moves?"]),
+    "same_colour_start": _family("Do <object0> and <object1> have the same colour at the start?",
+                                 ["At the start, are <object0> and <object1> the same colour?"],
+                                 ["Are <object0> and <object1> coloured alike at the start of the video?"]),
+    "mc_motion": _family("How does <region> move?", ["What is the motion of <region>?"],
+                         ["How is <region> moving?"]),
+    "mc_event": _family("What happens to <region> during the video?", ["What does <region> do during the video?"],
+                        ["During the video, what happens to <region>?"]),
+}
+
+
+def ask(family: str) -> str:
+    """The generators' wording of a phrasing family (its first phrasing)."""
+    return PHRASINGS[family][0].text
+
+
+def rephrase(ins: Instruction, rng: np.random.Generator, unseen: bool) -> Instruction:
+    """``ins`` asked in a phrasing of its family drawn from ``rng``: a trained phrasing, or any phrasing (held-out
+    ones included) when ``unseen``; ``meta["phrasing"]`` records which. Answers and regions stay as they are."""
+    if ins.phrasing is None:
+        return ins
+    family = PHRASINGS[ins.phrasing]
+    default = family[0].text
+    if default not in ins.question:
+        raise ValueError(f"{ins.task}: {ins.question!r} does not contain its phrasing {default!r}")
+    choices = [i for i, p in enumerate(family) if unseen or not p.held_out]
+    index = choices[int(rng.integers(len(choices)))]
+    question = ins.question.replace(default, family[index].text, 1)
+    meta = ins.meta | {"phrasing": {"family": ins.phrasing, "index": index, "held_out": family[index].held_out}}
+    return Instruction(ins.task, question, ins.answer, ins.targets, meta, ins.phrasing)
+
+
 # -------------------------------------------------------------------------------------- image tasks
 
 ImageTask = Callable[[Scene, np.random.Generator, list[int]], "Instruction | None"]
@@ -118,23 +256,24 @@ def _obj_meta(*objs: SceneObject) -> dict[str, object]:
 
 def image_category(scene: Scene, rng: np.random.Generator, primary: list[int]) -> Instruction:
     obj = scene.objects[_pick(rng, primary)]
-    return Instruction("category", CATEGORY_PROMPT, obj.category, [Target(obj.index)], _obj_meta(obj))
+    return Instruction("category", CATEGORY_PROMPT, obj.category, [Target(obj.index)], _obj_meta(obj), "category")
 
 
 def image_part_category(scene: Scene, rng: np.random.Generator, primary: list[int]) -> Instruction | None:
     parts = [(i, p.name, p.label) for i in primary for p in scene.objects[i].parts if p.area >= MIN_PART_PIXELS]
     if not parts or rng.random() < 0.25:
         obj = scene.objects[_pick(rng, primary)]
-        return Instruction("part_category", PART_PROMPT, obj.category, [Target(obj.index)], _obj_meta(obj))
+        return Instruction("part_category", PART_PROMPT, obj.category, [Target(obj.index)], _obj_meta(obj),
+                           "part_category")
     i, name, label = parts[int(rng.integers(len(parts)))]
     meta = _obj_meta(scene.objects[i]) | {"part": name}
-    return Instruction("part_category", PART_PROMPT, label, [Target(i, name)], meta)
+    return Instruction("part_category", PART_PROMPT, label, [Target(i, name)], meta, "part_category")
 
 
 def image_brief(scene: Scene, rng: np.random.Generator, primary: list[int]) -> Instruction:
     o = scene.objects[_pick(rng, primary)]
     answer = noun_phrase(o.size, o.colour, o.pattern, o.category)
-    return Instruction("brief", BRIEF_PROMPT, answer, [Target(o.index)], _obj_meta(o))
+    return Instruction("brief", BRIEF_PROMPT, answer, [Target(o.index)], _obj_meta(o), "brief")
 
 
 def describe_object(o: SceneObject, width: int, height: int) -> str:
@@ -154,7 +293,7 @@ def describe_object(o: SceneObject, width: int, height: int) -> str:
 def image_detail(scene: Scene, rng: np.random.Generator, primary: list[int]) -> Instruction:
     o = scene.objects[_pick(rng, primary)]
     answer = describe_object(o, scene.width, scene.height)
-    return Instruction("detail", DETAIL_PROMPT, answer, [Target(o.index)], _obj_meta(o))
+    return Instruction("detail", DETAIL_PROMPT, answer, [Target(o.index)], _obj_meta(o), "detail")
 
 
 def _clear_position(o: SceneObject, width: int, height: int) -> str | None:
@@ -169,19 +308,18 @@ def _clear_position(o: SceneObject, width: int, height: int) -> str | None:
 def image_region_qa(scene: Scene, rng: np.random.Generator, primary: list[int]) -> Instruction:
     o = scene.objects[_pick(rng, primary)]
     kinds: list[tuple[str, str, str]] = [
-        ("colour", "What colour is <region>?", o.colour),
-        ("size", "How big is <region>? Answer tiny, small, medium or large.", o.size),
+        ("colour", ask("colour"), o.colour),
+        ("size", ask("size"), o.size),
     ]
     if o.size != "tiny":
-        kinds.append(("pattern", "What pattern does <region> have?", o.pattern))
+        kinds.append(("pattern", ask("pattern"), o.pattern))
     position = _clear_position(o, scene.width, scene.height)
     if position is not None:
-        kinds.append(("position", "Where is <region> in the image?", position))
+        kinds.append(("position", ask("position"), position))
     if o.visible_fraction < OCCLUDED_BELOW or o.visible_fraction >= 0.999:
-        kinds.append(("occluded", "Is <region> partly hidden by another object?",
-                      "yes" if o.visible_fraction < OCCLUDED_BELOW else "no"))
+        kinds.append(("occluded", ask("occluded"), "yes" if o.visible_fraction < OCCLUDED_BELOW else "no"))
     kind, question, answer = kinds[int(rng.integers(len(kinds)))]
-    return Instruction("region_qa", question, answer, [Target(o.index)], _obj_meta(o) | {"question_type": kind})
+    return Instruction("region_qa", question, answer, [Target(o.index)], _obj_meta(o) | {"question_type": kind}, kind)
 
 
 def _relations(a: SceneObject, b: SceneObject, width: int, height: int) -> list[tuple[str, bool]]:
@@ -199,24 +337,9 @@ def _relations(a: SceneObject, b: SceneObject, width: int, height: int) -> list[
     return out
 
 
-RELATION_YESNO = {
-    "left_of": "Is <region0> to the left of <region1>?",
-    "right_of": "Is <region0> to the right of <region1>?",
-    "above": "Is <region0> above <region1>?",
-    "below": "Is <region0> below <region1>?",
-    "larger_than": "Is <region0> larger than <region1>?",
-    "smaller_than": "Is <region0> smaller than <region1>?",
-    "same_colour": "Do <region0> and <region1> have the same colour?",
-    "same_category": "Are <region0> and <region1> the same kind of object?",
-}
-RELATION_WHICH = {
-    "left_of": "Which is further to the left, <region0> or <region1>?",
-    "right_of": "Which is further to the right, <region0> or <region1>?",
-    "above": "Which is higher, <region0> or <region1>?",
-    "below": "Which is lower, <region0> or <region1>?",
-    "larger_than": "Which is larger, <region0> or <region1>?",
-    "smaller_than": "Which is smaller, <region0> or <region1>?",
-}
+RELATIONS = ("left_of", "right_of", "above", "below", "larger_than", "smaller_than", "same_colour", "same_category")
+RELATION_YESNO = {r: ask(r) for r in RELATIONS}
+RELATION_WHICH = {r: ask(f"which_{r}") for r in RELATIONS[:6]}  # the relations with a "which one" form
 
 
 def image_relation(scene: Scene, rng: np.random.Generator, primary: list[int]) -> Instruction | None:
@@ -227,24 +350,25 @@ def image_relation(scene: Scene, rng: np.random.Generator, primary: list[int]) -
     relations = _relations(a, b, scene.width, scene.height)
     relation, holds = relations[int(rng.integers(len(relations)))]
     if relation in RELATION_WHICH and rng.random() < 0.5:
-        question, answer, form = RELATION_WHICH[relation], "<region0>" if holds else "<region1>", "which"
+        family, answer, form = f"which_{relation}", "<region0>" if holds else "<region1>", "which"
     else:
-        question, answer, form = RELATION_YESNO[relation], "yes" if holds else "no", "yesno"
+        family, answer, form = relation, "yes" if holds else "no", "yesno"
     meta = _obj_meta(a, b) | {"relation": relation, "holds": holds, "form": form}
-    return Instruction("relation", TWO_REGIONS + question, answer, [Target(a.index), Target(b.index)], meta)
+    return Instruction("relation", TWO_REGIONS + ask(family), answer, [Target(a.index), Target(b.index)], meta,
+                       family)
 
 
 def image_multiple_choice(scene: Scene, rng: np.random.Generator, primary: list[int]) -> Instruction:
     o = scene.objects[_pick(rng, primary)]
-    kinds = [("category", "What is the category of <region>?", o.category, world.CATEGORIES),
-             ("colour", "What colour is <region>?", o.colour, tuple(world.COLOURS)),
-             ("size", "How big is <region>?", o.size, world.SIZE_ORDER)]
+    kinds = [("category", "mc_category", o.category, world.CATEGORIES),
+             ("colour", "colour", o.colour, tuple(world.COLOURS)),
+             ("size", "mc_size", o.size, world.SIZE_ORDER)]
     if o.size != "tiny":
-        kinds.append(("pattern", "What pattern does <region> have?", o.pattern, world.PATTERNS))
-    kind, question, correct, pool = kinds[int(rng.integers(len(kinds)))]
-    text, letter, options = _multiple_choice(rng, question, correct, pool)
+        kinds.append(("pattern", "pattern", o.pattern, world.PATTERNS))
+    kind, family, correct, pool = kinds[int(rng.integers(len(kinds)))]
+    text, letter, options = _multiple_choice(rng, ask(family), correct, pool)
     meta = _obj_meta(o) | {"question_type": kind, "options": options, "correct": correct}
-    return Instruction("multiple_choice", text, letter, [Target(o.index)], meta)
+    return Instruction("multiple_choice", text, letter, [Target(o.index)], meta, family)
 
 
 IMAGE_GENERATORS: dict[str, ImageTask] = {
@@ -269,13 +393,13 @@ def _track_meta(*tracks: Track) -> dict[str, object]:
 
 def video_category(video: Video, rng: np.random.Generator, primary: list[int]) -> Instruction:
     tr = video.tracks[_pick(rng, primary)]
-    return Instruction("category", CATEGORY_PROMPT, tr.category, [Target(tr.index)], _track_meta(tr))
+    return Instruction("category", CATEGORY_PROMPT, tr.category, [Target(tr.index)], _track_meta(tr), "category")
 
 
 def video_brief(video: Video, rng: np.random.Generator, primary: list[int]) -> Instruction:
     tr = video.tracks[_pick(rng, primary)]
     answer = f"{noun_phrase(tr.spec.size, tr.colour, tr.spec.pattern, tr.category)} {motion_phrase(tr.motion)}"
-    return Instruction("brief", VIDEO_BRIEF_PROMPT, answer, [Target(tr.index)], _track_meta(tr))
+    return Instruction("brief", VIDEO_BRIEF_PROMPT, answer, [Target(tr.index)], _track_meta(tr), "video_brief")
 
 
 def describe_track(tr: Track) -> str:
@@ -294,7 +418,8 @@ def describe_track(tr: Track) -> str:
 
 def video_detail(video: Video, rng: np.random.Generator, primary: list[int]) -> Instruction:
     tr = video.tracks[_pick(rng, primary)]
-    return Instruction("detail", VIDEO_DETAIL_PROMPT, describe_track(tr), [Target(tr.index)], _track_meta(tr))
+    return Instruction("detail", VIDEO_DETAIL_PROMPT, describe_track(tr), [Target(tr.index)], _track_meta(tr),
+                       "video_detail")
 
 
 def direction_answer(motion: str) -> str:
@@ -304,10 +429,11 @@ def direction_answer(motion: str) -> str:
 def video_motion(video: Video, rng: np.random.Generator, primary: list[int]) -> Instruction:
     tr = video.tracks[_pick(rng, primary)]
     if rng.random() < 0.6:
-        kind, question, answer = "direction", "In which direction does <region> move?", direction_answer(tr.motion)
+        kind, answer = "direction", direction_answer(tr.motion)
     else:
-        kind, question, answer = "moves", "Does <region> move?", "no" if tr.motion == "static" else "yes"
-    return Instruction("motion", question, answer, [Target(tr.index)], _track_meta(tr) | {"question_type": kind})
+        kind, answer = "moves", "no" if tr.motion == "static" else "yes"
+    return Instruction("motion", ask(kind), answer, [Target(tr.index)], _track_meta(tr) | {"question_type": kind},
+                       kind)
 
 
 def event_answer(tr: Track) -> str:
@@ -322,17 +448,15 @@ def video_temporal(video: Video, rng: np.random.Generator, primary: list[int]) -
     tr = video.tracks[_pick(rng, primary)]
     change = tr.colour_change
     kinds = [
-        ("event", "Does <region> appear later, leave early, or stay in view for the whole video?", event_answer(tr)),
-        ("whole_video", "Is <region> visible during the whole video?",
-         "no" if tr.appears_late or tr.leaves_early else "yes"),
-        ("colour_change", "Does <region> change colour?",
-         f"yes, from {change[0]} to {change[1]}" if change else "no"),
+        ("event", event_answer(tr)),
+        ("whole_video", "no" if tr.appears_late or tr.leaves_early else "yes"),
+        ("colour_change", f"yes, from {change[0]} to {change[1]}" if change else "no"),
     ]
     if not tr.leaves_early:
-        end = tr.colours[-1]
-        kinds.append(("final_colour", "What colour is <region> at the end of the video?", str(end)))
-    kind, question, answer = kinds[int(rng.integers(len(kinds)))]
-    return Instruction("temporal", question, answer, [Target(tr.index)], _track_meta(tr) | {"question_type": kind})
+        kinds.append(("final_colour", str(tr.colours[-1])))
+    kind, answer = kinds[int(rng.integers(len(kinds)))]
+    return Instruction("temporal", ask(kind), answer, [Target(tr.index)], _track_meta(tr) | {"question_type": kind},
+                       kind)
 
 
 def distance_trend(a: Track, b: Track, short_side: int) -> str | None:
@@ -363,32 +487,30 @@ def video_interaction(video: Video, rng: np.random.Generator, primary: list[int]
     b = video.tracks[_pick(rng, [t.index for t in video.tracks if t.index != a.index])]
     movers = [tr for tr in (a, b) if tr.motion != "static"]
     trend = distance_trend(a, b, min(video.height, video.width))
-    kinds: list[tuple[str, str, str]] = []
+    kinds: list[tuple[str, str, str]] = []  # question type, phrasing family, answer
     if trend is not None:
-        kinds.append(("distance", "Does <object0> move closer to <object1>, further away, or neither?", trend))
+        kinds.append(("distance", "distance", trend))
     if len(movers) == 1:
-        answer = "<object0>" if movers[0] is a else "<object1>"
-        kinds.append(("which_moves", "Which one moves, <object0> or <object1>?", answer))
-    kinds.append(("same_colour", "Do <object0> and <object1> have the same colour at the start?",
-                  "yes" if a.colour == b.colour else "no"))
-    kind, question, answer = kinds[int(rng.integers(len(kinds)))]
+        kinds.append(("which_moves", "which_moves", "<object0>" if movers[0] is a else "<object1>"))
+    kinds.append(("same_colour", "same_colour_start", "yes" if a.colour == b.colour else "no"))
+    kind, family, answer = kinds[int(rng.integers(len(kinds)))]
     meta = _track_meta(a, b) | {"question_type": kind}
-    return Instruction("interaction", TWO_OBJECTS + question, answer, [Target(a.index), Target(b.index)], meta)
+    return Instruction("interaction", TWO_OBJECTS + ask(family), answer, [Target(a.index), Target(b.index)], meta,
+                       family)
 
 
 def video_multiple_choice(video: Video, rng: np.random.Generator, primary: list[int]) -> Instruction:
     tr = video.tracks[_pick(rng, primary)]
     motions = tuple("it stays still" if m == "static" else f"it moves {m}" for m in MOTIONS)
     kinds = [
-        ("motion", "How does <region> move?", motions[MOTIONS.index(tr.motion)], motions),
-        ("category", "What is the category of <region>?", tr.category, world.CATEGORIES),
-        ("event", "What happens to <region> during the video?", event_answer(tr),
-         ("it appears later", "it leaves early", "it stays in view")),
+        ("motion", "mc_motion", motions[MOTIONS.index(tr.motion)], motions),
+        ("category", "mc_category", tr.category, world.CATEGORIES),
+        ("event", "mc_event", event_answer(tr), ("it appears later", "it leaves early", "it stays in view")),
     ]
-    kind, question, correct, pool = kinds[int(rng.integers(len(kinds)))]
-    text, letter, options = _multiple_choice(rng, question, correct, pool)
+    kind, family, correct, pool = kinds[int(rng.integers(len(kinds)))]
+    text, letter, options = _multiple_choice(rng, ask(family), correct, pool)
     meta = _track_meta(tr) | {"question_type": kind, "options": options, "correct": correct}
-    return Instruction("multiple_choice", text, letter, [Target(tr.index)], meta)
+    return Instruction("multiple_choice", text, letter, [Target(tr.index)], meta, family)
 
 
 VIDEO_GENERATORS: dict[str, VideoTask] = {

@@ -5,6 +5,10 @@ Each sample has ``image`` (path) or ``video`` (list of frame paths) + ``timestam
 ``{frame: RLE}`` per object), ``height``/``width`` and a ``meta`` dict with the ground truth
 (``task``, ``media``, ``answer``, ...). Short answers are scored by exact match (after lowercasing and
 trimming spaces and a final period); captions (``brief``, ``detail``) by BLEU and CIDEr.
+
+Data built with ``SynthConfig.paraphrases`` records each question's wording in ``meta["phrasing"]``; every
+accuracy is then also reported on the questions asked in held-out wordings (never in training data) and in
+trained ones (``held-out phrasings <group> acc``, ``trained phrasings <group> acc``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ GROUPS = {
     "multiple_choice": "mcq",
 }
 _MEDIA_TAG = re.compile(r"<(image|video)>\n?")
+PHRASING_GROUPS = {True: "held-out phrasings", False: "trained phrasings"}
 
 
 def normalize_answer(text: str) -> str:
@@ -54,6 +59,12 @@ def _answer(sample: dict[str, Any]) -> str:
         return str(meta["answer"])
     turns = [t for t in sample.get("conversations", []) if t.get("from") == "gpt"]
     return str(turns[0].get("value", "")) if turns else ""
+
+
+def _held_out_phrasing(meta: dict[str, Any]) -> bool | None:
+    """Whether the question was asked in a held-out wording (``None``: the data records no wording)."""
+    phrasing = meta.get("phrasing")
+    return bool(phrasing["held_out"]) if isinstance(phrasing, dict) and "held_out" in phrasing else None
 
 
 def _target_size(meta: dict[str, Any]) -> str | None:
@@ -82,6 +93,7 @@ class Synthetic(Task):
                 "media": str(meta.get("media", "image")),
                 "Answer": _answer(sample),
                 "size": _target_size(meta),
+                "held_out_phrasing": _held_out_phrasing(meta),
             }
             items.append(EvalItem(item_id, index, ref, self._builder(item_id, sample, media_root)))
         return items
@@ -128,6 +140,9 @@ class Synthetic(Task):
             )
             correct[f"{media}/{task}"].append(ok)
             correct[GROUPS.get(task, task)].append(ok)
+            wording = r["ref"].get("held_out_phrasing")
+            if wording is not None:
+                correct[f"{PHRASING_GROUPS[wording]} {GROUPS.get(task, task)}"].append(ok)
             if GROUPS.get(task) == "category" and r["ref"].get("size"):
                 by_size[r["ref"]["size"]].append(ok)
             items.append({"id": r["id"], "task": f"{media}/{task}", "correct": ok})

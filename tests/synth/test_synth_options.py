@@ -1,0 +1,107 @@
+"""The question-data options: paraphrased questions (phrasing families, held-out wordings; wording changes only) and
+off-palette category scenes (only those scenes change)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pixelrefer.processing.prompts import TASK_PROMPTS
+from pixelrefer.synth.build import SPLITS, UNSEEN_PHRASING_SPLITS, build_dataset
+from pixelrefer.synth.config import SynthConfig
+from pixelrefer.synth.tasks import PHRASINGS, ask
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside pycocotools
+
+ARGS = {"n_train": 60, "n_val": 10, "n_test": 60, "n_heldout": 30, "seed": 5, "video_fraction": 0.3,
+        "image_size": 64, "progress": False}
+_PLACEHOLDER = re.compile(r"<(region|object)\d?>")
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
+    root = tmp_path_factory.mktemp("phrasings")
+    out = {}
+    for on in (False, True):
+        out[on] = root / str(on)
+        build_dataset(out[on], **(ARGS | {"paraphrases": on}))
+    return out
+
+
+def _samples(root: Path, split: str) -> list[dict]:
+    return json.loads((root / f"{split}.json").read_text())
+
+
+def test_every_family_keeps_its_placeholders_and_holds_some_wordings_out() -> None:
+    held_texts, trained_texts = set(), set()
+    for key, family in PHRASINGS.items():
+        texts = [p.text for p in family]
+        assert len(set(texts)) == len(texts) >= 3, key
+        assert not family[0].held_out and any(p.held_out for p in family) and sum(not p.held_out for p in family) >= 2
+        for p in family:
+            assert sorted(_PLACEHOLDER.findall(p.text)) == sorted(_PLACEHOLDER.findall(family[0].text)), (key, p)
+            (held_texts if p.held_out else trained_texts).add(p.text)
+    assert not held_texts & trained_texts, "a wording is held out in one family and trained in another"
+
+
+def test_the_common_ways_of_asking_for_the_name_are_trained_category_questions() -> None:
+    trained = {p.text for p in PHRASINGS["category"] if not p.held_out}
+    assert {"What is <region>?", "Name the object in <region>.", TASK_PROMPTS["category"]} <= trained
+    assert ask("category") == TASK_PROMPTS["category"]  # the official prompt is imported, not copied
+    assert "What is <region>?" not in {p.text for k, f in PHRASINGS.items() if k != "mc_category" and k != "category"
+                                       for p in f}
+
+
+def test_off_is_the_default_and_writes_the_default_wording_only(builds: dict[bool, Path]) -> None:
+    assert SynthConfig().paraphrases is False
+    defaults = {f[0].text for f in PHRASINGS.values()}
+    for split in SPLITS:
+        for s in _samples(builds[False], split):
+            assert "phrasing" not in s["meta"]
+            question = s["conversations"][0]["value"]
+            assert any(d in question for d in defaults), question
+
+
+def test_on_changes_the_wording_only_and_holds_wordings_out_of_training(builds: dict[bool, Path]) -> None:
+    seen_held_out = 0
+    for split in SPLITS:
+        off, on = _samples(builds[False], split), _samples(builds[True], split)
+        assert [(s["meta"]["answer"], s["masks"], s.get("image")) for s in off] == \
+               [(s["meta"]["answer"], s["masks"], s.get("image")) for s in on]
+        for s in on:
+            phrasing = s["meta"]["phrasing"]
+            chosen = PHRASINGS[phrasing["family"]][phrasing["index"]]
+            assert chosen.text in s["conversations"][0]["value"] and chosen.held_out == phrasing["held_out"]
+            if split not in UNSEEN_PHRASING_SPLITS:
+                assert not phrasing["held_out"], s["id"]
+            seen_held_out += phrasing["held_out"]
+    assert seen_held_out > 0
+    wordings = {s["meta"]["phrasing"]["index"] for s in _samples(builds[True], "train")}
+    assert len(wordings) >= 3, "training data should use several wordings"
+
+
+def test_the_option_is_checked() -> None:
+    from pixelrefer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="paraphrases"):
+        SynthConfig(paraphrases="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="off_palette_categories"):
+        SynthConfig(off_palette_categories=1.5)
+
+
+def test_off_palette_category_scenes_change_only_themselves(builds: dict[bool, Path], tmp_path: Path) -> None:
+    out = tmp_path / "off"
+    build_dataset(out, **(ARGS | {"off_palette_categories": 0.5}))
+    base = builds[False]
+    for split in SPLITS[1:]:
+        assert (out / f"{split}.json").read_bytes() == (base / f"{split}.json").read_bytes()
+    off, plain = _samples(out, "train"), _samples(base, "train")
+    marked = [(a, b) for a, b in zip(off, plain) if a["meta"].get("off_palette")]
+    assert 0 < len(marked) < len(off)
+    assert all(a == b for a, b in zip(off, plain) if not a["meta"].get("off_palette"))
+    assert all(a["meta"]["task"] in ("category", "part_category") and "image" in a for a, _ in marked)
+    images = {a["image"] for a, _ in marked}
+    assert all((out / i).read_bytes() != (base / i).read_bytes() for i in images)
