@@ -30,6 +30,7 @@ from pixelrefer.cli.common import (
     prepare,
     region_options,
 )
+from pixelrefer.constants import DEFAULT_ANSWER_TOKENS
 
 if TYPE_CHECKING:  # media and the model stack (torch, transformers) are imported only when a command runs
     from pixelrefer.inference.api import Answer
@@ -73,7 +74,7 @@ def ask(
     question: Annotated[str, typer.Argument(help="question with one <region> per region, e.g. 'What is <region>?'")],
     region_args: RegionArgs,
     model_args: ModelArgs,
-    max_new_tokens: TokensOpt = 128,
+    max_new_tokens: TokensOpt = DEFAULT_ANSWER_TOKENS,
     stream: Annotated[bool, typer.Option("--stream", help="print the answer while it is generated (not with --json)")] = False,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
@@ -121,7 +122,7 @@ def describe(
     region_args: RegionArgs,
     model_args: ModelArgs,
     task: Annotated[str, typer.Option(help="category, part_category, brief, detailed, video_brief, video_detailed")] = "brief",
-    max_new_tokens: TokensOpt = 128,
+    max_new_tokens: TokensOpt = DEFAULT_ANSWER_TOKENS,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
     fps: FpsOpt = DEFAULT_FPS,

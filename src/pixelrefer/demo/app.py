@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from pixelrefer.demo.defaults import DemoDefaults
 from pixelrefer.demo.session import MODES, TASKS, DemoController, DemoError, DemoSession
 
 logger = logging.getLogger(__name__)
@@ -26,12 +27,6 @@ INTRO = (
     "corners of a **box**; open *Scribble* to paint a region. **New region** starts another one. "
     "3. Ask a question with `<region>` (or none: the regions are named for you) or pick a task."
 )
-
-
-@dataclass(frozen=True)
-class DemoDefaults:
-    max_new_tokens: int = 128
-    temperature: float = 0.0
 
 
 def _editor_value(image: np.ndarray | None) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pixelrefer.constants import DEFAULT_ANSWER_TOKENS
 from pixelrefer.limits import MIB, Limits, limits_for
 from pixelrefer.media import DEFAULT_SAMPLING, VideoSampling
 
@@ -56,7 +57,7 @@ class ServerSettings:
     max_video_frames: int | None = DEFAULT_SAMPLING.max_frames
     video_fps: float | None = DEFAULT_SAMPLING.fps
     request_timeout_s: float = 120.0
-    max_new_tokens: int = 128
+    max_new_tokens: int = DEFAULT_ANSWER_TOKENS
     max_new_tokens_limit: int = 1024
     max_regions: int = _SERVER.max_regions
     max_image_pixels: int = _SERVER.max_image_pixels
