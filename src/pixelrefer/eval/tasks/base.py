@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pixelrefer.errors import ConfigError
 from pixelrefer.eval.judge import Judge
-from pixelrefer.eval.types import BadItem, EvalItem
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 
 Record = dict[str, Any]
 
@@ -77,6 +77,14 @@ class Task(ABC):
     @abstractmethod
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
         """Score all prediction records (failed items included, as wrong)."""
+
+
+def numbered_items(entries: Iterable[Any], reference: Callable[[Any], dict[str, Any]],
+                   build: Callable[[str, Any], Callable[[], EvalRequest]]) -> list[EvalItem]:
+    """One item per entry, its id and index its position: ``reference(entry)`` gives its reference fields and
+    ``build(item_id, entry)`` its lazy request builder (the load loop of every one-item-per-entry benchmark)."""
+    return [EvalItem(str(index), index, reference(entry), build(str(index), entry))
+            for index, entry in enumerate(entries)]
 
 
 def resolve_media(root: Path, name: str, subdirs: tuple[str, ...] = ("",)) -> Path:

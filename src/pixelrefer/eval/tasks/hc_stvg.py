@@ -13,7 +13,15 @@ from typing import Any
 
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import decode_segmentation, require_file
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
+from pixelrefer.eval.tasks.base import (
+    Record,
+    ScoreContext,
+    Task,
+    TaskResult,
+    numbered_items,
+    require,
+    resolve_media,
+)
 from pixelrefer.eval.tasks.captioning import score_captions
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
@@ -32,6 +40,11 @@ def _reference(entry: Any) -> str:
     return str(conversations[1].get("value", "")) if len(conversations) > 1 else ""
 
 
+def _reference_fields(entry: Any) -> dict[str, Any]:
+    video = entry.get("video") if isinstance(entry, dict) else None
+    return {"video": video[0] if isinstance(video, list) and video else video, "Answer": _reference(entry)}
+
+
 class HCSTVG(Task):
     name = "hc_stvg"
     title = "HC-STVG video region captioning"
@@ -39,15 +52,8 @@ class HCSTVG(Task):
     anchor_key = "hc_stvg"
 
     def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        items = []
-        for index, entry in enumerate(load_json_or_jsonl(data)):
-            video = entry.get("video") if isinstance(entry, dict) else None
-            ref = {
-                "video": video[0] if isinstance(video, list) and video else video,
-                "Answer": _reference(entry),
-            }
-            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
-        return items
+        return numbered_items(load_json_or_jsonl(data), _reference_fields,
+                              lambda item_id, entry: self._builder(item_id, entry, media_root))
 
     def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:

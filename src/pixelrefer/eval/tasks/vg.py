@@ -8,12 +8,26 @@ from typing import Any
 
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import box_mask, require_file
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
+from pixelrefer.eval.tasks.base import (
+    Record,
+    ScoreContext,
+    Task,
+    TaskResult,
+    numbered_items,
+    require,
+    resolve_media,
+)
 from pixelrefer.eval.tasks.captioning import score_captions
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
 PROMPT = BENCHMARK_PROMPTS["vg"]
+
+
+def _reference_fields(entry: Any) -> dict[str, Any]:
+    image = entry.get("image") if isinstance(entry, dict) else None
+    return {"image": image[0] if isinstance(image, list) and image else image,
+            "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else ""}
 
 
 class VG(Task):
@@ -22,16 +36,8 @@ class VG(Task):
     anchor_key = "vg"
 
     def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        items = []
-        for index, entry in enumerate(load_json_or_jsonl(data)):
-            image = entry.get("image") if isinstance(entry, dict) else None
-            image_name = image[0] if isinstance(image, list) and image else image
-            ref = {
-                "image": image_name,
-                "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else "",
-            }
-            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
-        return items
+        return numbered_items(load_json_or_jsonl(data), _reference_fields,
+                              lambda item_id, entry: self._builder(item_id, entry, media_root))
 
     def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from pixelrefer.eval.io import load_json_or_jsonl
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes
+from pixelrefer.eval.tasks.base import (
+    Record,
+    ScoreContext,
+    Task,
+    TaskResult,
+    counts_of,
+    failure_notes,
+    numbered_items,
+)
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
@@ -54,6 +62,12 @@ def parse_dimensions(reply: str) -> dict[str, float]:
     return out
 
 
+def _reference_fields(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        return {"Answer": ""}
+    return {"video": entry.get("video"), "Answer": str(entry.get("caption", ""))}
+
+
 class VideoReferD(Task):
     name = "videorefer_d"
     title = "VideoRefer-Bench-D"
@@ -62,15 +76,8 @@ class VideoReferD(Task):
     anchor_key = "videorefer_d"
 
     def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        items = []
-        for index, entry in enumerate(load_json_or_jsonl(data)):
-            ref = (
-                {"video": entry.get("video"), "Answer": str(entry.get("caption", ""))}
-                if isinstance(entry, dict)
-                else {"Answer": ""}
-            )
-            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
-        return items
+        return numbered_items(load_json_or_jsonl(data), _reference_fields,
+                              lambda item_id, entry: self._builder(item_id, entry, media_root))
 
     def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:

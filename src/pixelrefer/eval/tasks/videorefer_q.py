@@ -15,6 +15,7 @@ from pixelrefer.eval.tasks.base import (
     TaskResult,
     counts_of,
     failure_notes,
+    numbered_items,
     require,
 )
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
@@ -31,6 +32,13 @@ TYPE_SHORT = {
 }
 
 
+def _reference_fields(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        return {"Answer": "", "type": "unknown"}
+    return {"video": entry.get("video"), "Answer": str(entry.get("Answer", "")),
+            "type": str(entry.get("type", "unknown"))}
+
+
 class VideoReferQ(Task):
     name = "videorefer_q"
     title = "VideoRefer-Bench-Q"
@@ -38,17 +46,8 @@ class VideoReferQ(Task):
     anchor_key = "videorefer_q"
 
     def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        items = []
-        for index, entry in enumerate(load_json_or_jsonl(data)):
-            ref: dict[str, Any] = {"Answer": "", "type": "unknown"}
-            if isinstance(entry, dict):
-                ref = {
-                    "video": entry.get("video"),
-                    "Answer": str(entry.get("Answer", "")),
-                    "type": str(entry.get("type", "unknown")),
-                }
-            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
-        return items
+        return numbered_items(load_json_or_jsonl(data), _reference_fields,
+                              lambda item_id, entry: self._builder(item_id, entry, media_root))
 
     def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
