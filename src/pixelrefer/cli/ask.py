@@ -93,7 +93,7 @@ def ask(
     with cli_errors():
         compose_question(question, 0)  # the text's limits and control tokens, before any decoding or loading
         pipeline, clip, region_list, position = prepare(media, region_args, model_args, fps, max_frames)
-        from pixelrefer.inference.generation import GenerationConfig
+        from pixelrefer.engines.generation import GenerationConfig
 
         text = compose_question(question, len(region_list))
         generation = GenerationConfig(max_new_tokens=max_new_tokens)
@@ -139,7 +139,7 @@ def describe(
         pipeline, clip, region_list, position = prepare(media, region_args, model_args, fps, max_frames)
         if not region_list:
             raise typer.BadParameter("describe needs at least one region (--box, --point, --mask, ...)")
-        from pixelrefer.inference.generation import GenerationConfig
+        from pixelrefer.engines.generation import GenerationConfig
 
         start = time.perf_counter()
         answers = pipeline.describe_each(clip, region_list, task=task, generation=GenerationConfig(max_new_tokens=max_new_tokens))

@@ -66,7 +66,7 @@ def chat(
     """
     with cli_errors():
         pipeline, clip, region_list, _ = prepare(media, region_args, model_args, fps, max_frames)
-        from pixelrefer.inference.generation import GenerationConfig
+        from pixelrefer.engines.generation import GenerationConfig
 
         with console.status("Segmenting regions …"):
             session = pipeline.chat(clip, region_list)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from pixelrefer.demo.defaults import DEMO_DEFAULTS
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.errors import PixelReferError
-from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.limits import limits_for, use_limits
 from pixelrefer.media import DEFAULT_SAMPLING, Media, load_media
 from pixelrefer.processing.prompts import MENU_TASKS, menu_question

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.inference.api import Answer, AskRequest
-from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.media import Media
 from pixelrefer.regions import Region, ResolvedRegion, encode_rle
 from pixelrefer.server.errors import ApiError
