@@ -103,7 +103,10 @@ def _pipeline_segmenter(pipeline: Any) -> Any:
     return segmenter
 
 
-def region_out(index: int, region: Region | None, resolved: ResolvedRegion) -> RegionOut:
+def region_out(index: int, region: Region | None, resolved: ResolvedRegion,
+               source_frames: Sequence[int] | None = None) -> RegionOut:
+    """A resolved region for a response; on a video ``source_frames`` (the source frame of each sampled frame)
+    adds the source frame of each of its sampled frames."""
     masks, area, bbox = {}, {}, {}
     for frame, mask in sorted(resolved.masks.items()):
         key = str(frame)
@@ -112,12 +115,15 @@ def region_out(index: int, region: Region | None, resolved: ResolvedRegion) -> R
         ys, xs = np.nonzero(mask)
         bbox[key] = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else [0, 0, 0, 0]
     kind = region.kind if region is not None else resolved.source
-    return RegionOut(index=index, kind=kind, frames=sorted(resolved.masks), masks=masks, area=area, bbox=bbox,
-                     segmenter=resolved.segmenter)
+    frames = sorted(resolved.masks)
+    return RegionOut(index=index, kind=kind, frames=frames, masks=masks, area=area, bbox=bbox,
+                     segmenter=resolved.segmenter,
+                     source_frames=None if source_frames is None else [source_frames[f] for f in frames])
 
 
 def answer_out(answer: Answer, regions: Sequence[Region | None]) -> AnswerOut:
     resolved = list(answer.regions)
-    outs = [region_out(i, regions[i] if i < len(regions) else None, r) for i, r in enumerate(resolved)]
+    outs = [region_out(i, regions[i] if i < len(regions) else None, r, answer.source_frames)
+            for i, r in enumerate(resolved)]
     return AnswerOut(text=answer.text, completion_tokens=len(answer.token_ids), prompt_tokens=answer.prompt_tokens,
                      regions=outs)
