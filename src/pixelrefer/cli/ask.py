@@ -30,6 +30,7 @@ from pixelrefer.cli.common import (
     prepare,
     region_options,
 )
+from pixelrefer.cli.remote import SERVER_ENV
 from pixelrefer.constants import DEFAULT_ANSWER_TOKENS
 
 if TYPE_CHECKING:  # media and the model stack (torch, transformers) are imported only when a command runs
@@ -37,6 +38,10 @@ if TYPE_CHECKING:  # media and the model stack (torch, transformers) are importe
     from pixelrefer.media import Media
     from pixelrefer.regions import Region, ResolvedRegion
 
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", envvar=SERVER_ENV, help=(
+        "ask a running `pixelrefer serve` at this URL (e.g. http://127.0.0.1:8000) instead of loading a model here: "
+        "starts in a fraction of a second; the server's model and video sampling are used"))]
 OverlayOpt = Annotated[Path | None, typer.Option(
     "--overlay", help="write the regions drawn on the media (.png; .gif/.mp4 for every video frame)")]
 
@@ -80,6 +85,7 @@ def ask(
     overlay_path: OverlayOpt = None,
     fps: FpsOpt = DEFAULT_FPS,
     max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
+    server: ServerOpt = None,
 ) -> None:
     """Ask a question about regions of an image or a video.
 
@@ -88,6 +94,11 @@ def ask(
 
     Example: pixelrefer ask scene.png "What is <region>?" --box 30,20,80,60 --overlay regions.png
     """
+    if server:
+        with cli_errors():
+            _ask_server(server, media, question, region_args, max_new_tokens, stream, as_json, overlay_path,
+                        (fps, max_frames))
+        return
     from pixelrefer.processing.prompts import compose_question
 
     with cli_errors():
@@ -115,6 +126,20 @@ def ask(
         if answers is not None:
             _report(media, text, region_list, answers, latency, as_json, per_region=False,
                     frame=(region_args.frame, position))
+
+
+def _ask_server(server: str, media: Path, question: str, region_args: RegionArgs, max_new_tokens: int, stream: bool,
+                as_json: bool, overlay_path: Path | None, sampling: tuple[float | None, int]) -> None:
+    """The thin-client path (:mod:`pixelrefer.cli.remote`): no model stack is imported."""
+    from pixelrefer.cli.common import region_json
+    from pixelrefer.cli.remote import remote_ask
+
+    refused = [name for name, given in (("--stream", stream), ("--overlay", overlay_path is not None),
+                                        ("--fps/--max-frames", sampling != (DEFAULT_FPS, DEFAULT_MAX_FRAMES))) if given]
+    if refused:
+        raise typer.BadParameter(f"{', '.join(refused)} cannot be used with --server (the server samples videos "
+                                 "by its own settings and returns no overlay)")
+    remote_ask(server, media, question, region_json(region_args), max_new_tokens, as_json, region_args.frame)
 
 
 def describe(
