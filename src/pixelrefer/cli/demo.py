@@ -15,11 +15,12 @@ from pixelrefer.cli.common import (
     model_options,
 )
 from pixelrefer.demo.defaults import DEMO_DEFAULTS, DemoDefaults
+from pixelrefer.server.settings import DEFAULT_HOST
 
 
 def demo(
     model_args: ModelArgs,
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="address to bind")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 7860,
     segmenter: Annotated[str, typer.Option(help="auto (SAM2 if $PIXELREFER_SAM2 is set), classical or sam2")] = "auto",
     max_new_tokens: Annotated[int, typer.Option(help="default answer length", min=1)] = DEMO_DEFAULTS.max_new_tokens,

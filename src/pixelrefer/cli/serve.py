@@ -17,7 +17,7 @@ from pixelrefer.cli.common import (
     model_options,
 )
 from pixelrefer.limits import MIB
-from pixelrefer.server.settings import ServerSettings
+from pixelrefer.server.settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings
 
 _DEFAULTS = ServerSettings()  # every serving default lives in ServerSettings
 
@@ -33,8 +33,8 @@ def _is_loopback(host: str) -> bool:
 
 def serve(
     model_args: ModelArgs,
-    host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes the model")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes the model")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = DEFAULT_PORT,
     max_queue: Annotated[int, typer.Option(help="requests waiting beyond the running one; more get 429", min=0)] = _DEFAULTS.max_queue,
     max_upload_mb: Annotated[float, typer.Option(help="largest upload in MiB (413 above)", min=0.01)] = _DEFAULTS.max_upload_bytes / MIB,
     max_video_seconds: Annotated[float, typer.Option(help="longest video accepted", min=0.1)] = _DEFAULTS.max_video_seconds,

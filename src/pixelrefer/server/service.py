@@ -47,9 +47,8 @@ def generation_config(settings: ServerSettings, max_new_tokens: int | None, temp
     n = max_new_tokens or settings.max_new_tokens
     if n > settings.max_new_tokens_limit:
         raise ApiError(400, "invalid_request", f"max tokens {n} exceeds this server's limit {settings.max_new_tokens_limit}")
-    sample = bool(temperature)
-    return GenerationConfig(max_new_tokens=n, do_sample=sample, temperature=temperature or 0.2,
-                            top_p=top_p or 0.9, seed=seed)
+    given = {name: value for name, value in (("temperature", temperature), ("top_p", top_p)) if value}
+    return GenerationConfig(max_new_tokens=n, do_sample=bool(temperature), seed=seed, **given)  # else its defaults
 
 
 class ModelService:

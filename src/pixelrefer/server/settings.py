@@ -8,11 +8,13 @@ from pixelrefer.constants import DEFAULT_ANSWER_TOKENS
 from pixelrefer.limits import MIB, Limits, limits_for
 from pixelrefer.media import DEFAULT_SAMPLING, VideoSampling
 
-__all__ = ["MALLOC_ARENAS", "MIB", "ServerSettings"]  # MIB: re-exported from pixelrefer.limits for the CLI
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "MALLOC_ARENAS", "MIB", "ServerSettings"]  # MIB: re-exported from pixelrefer.limits for the CLI
 
 # glibc malloc arenas for the server process: with the default (8 per core) the request threads' arenas fragment
 # and resident memory crept up ~2-4 MB per round of benchmarks/load_faults.py; capped at 2 it levels off.
 MALLOC_ARENAS = 2
+DEFAULT_HOST = "127.0.0.1"  # loopback unless the user binds another address (pixelrefer serve and demo)
+DEFAULT_PORT = 8000
 _SERVER = limits_for("server")  # the defaults of every input limit live in pixelrefer.limits
 
 
