@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pixelrefer.errors import ConfigError
+from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.judge import Judge
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 
@@ -77,6 +78,23 @@ class Task(ABC):
     @abstractmethod
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
         """Score all prediction records (failed items included, as wrong)."""
+
+
+class EntryTask(Task):
+    """A benchmark whose file is a JSON or JSONL list with one item per entry: subclasses give the reference
+    fields of an entry and the request builder of an item."""
+
+    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
+        return numbered_items(load_json_or_jsonl(data), self.reference_fields,
+                              lambda item_id, entry: self.builder(item_id, entry, media_root))
+
+    @abstractmethod
+    def reference_fields(self, entry: Any) -> dict[str, Any]:
+        """What an item's record keeps of its entry (ground truth, media name, question type)."""
+
+    @abstractmethod
+    def builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+        """The item's lazy request builder (raises :class:`BadItem` for a bad entry when called)."""
 
 
 def numbered_items(entries: Iterable[Any], reference: Callable[[Any], dict[str, Any]],

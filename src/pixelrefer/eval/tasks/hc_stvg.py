@@ -11,19 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import decode_segmentation, require_file
 from pixelrefer.eval.tasks.base import (
+    EntryTask,
     Record,
     ScoreContext,
-    Task,
     TaskResult,
-    numbered_items,
     require,
     resolve_media,
 )
 from pixelrefer.eval.tasks.captioning import score_captions
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.eval.types import BadItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
 from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
@@ -45,17 +43,16 @@ def _reference_fields(entry: Any) -> dict[str, Any]:
     return {"video": video[0] if isinstance(video, list) and video else video, "Answer": _reference(entry)}
 
 
-class HCSTVG(Task):
+class HCSTVG(EntryTask):
     name = "hc_stvg"
     title = "HC-STVG video region captioning"
     modality = "video"
     anchor_key = "hc_stvg"
 
-    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        return numbered_items(load_json_or_jsonl(data), _reference_fields,
-                              lambda item_id, entry: self._builder(item_id, entry, media_root))
+    def reference_fields(self, entry: Any) -> dict[str, Any]:
+        return _reference_fields(entry)
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if not isinstance(entry, dict):
                 raise BadItem("entry is not an object")

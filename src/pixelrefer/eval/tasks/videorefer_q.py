@@ -6,20 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.metrics.mcq import accuracy_by_type, answer_letter, videorefer_letter
 from pixelrefer.eval.tasks.base import (
+    EntryTask,
     Record,
     ScoreContext,
-    Task,
     TaskResult,
     counts_of,
     failure_notes,
-    numbered_items,
     require,
 )
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.eval.types import BadItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
 from pixelrefer.processing.prompts import count_region_placeholders, inline_choices
 
@@ -39,17 +37,16 @@ def _reference_fields(entry: Any) -> dict[str, Any]:
             "type": str(entry.get("type", "unknown"))}
 
 
-class VideoReferQ(Task):
+class VideoReferQ(EntryTask):
     name = "videorefer_q"
     title = "VideoRefer-Bench-Q"
     modality = "video"
     anchor_key = "videorefer_q"
 
-    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        return numbered_items(load_json_or_jsonl(data), _reference_fields,
-                              lambda item_id, entry: self._builder(item_id, entry, media_root))
+    def reference_fields(self, entry: Any) -> dict[str, Any]:
+        return _reference_fields(entry)
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
             if not isinstance(entry, dict):
                 raise BadItem("entry is not an object")
