@@ -79,7 +79,7 @@ def _layout(defaults: DemoDefaults) -> Controls:
             upload = gr.File(label="Image or video", file_types=["image", "video"], elem_id="media-upload")
             canvas = gr.Image(label="Click to add regions", interactive=False, type="numpy", format="png",
                               elem_id="canvas")
-            frame = gr.Slider(0, 1, value=0, step=1, label="Frame", visible=False, elem_id="frame")
+            frame = gr.Slider(0, 1, value=0, step=1, label="Sampled frame", visible=False, elem_id="frame")
             mode = gr.Radio(list(MODES), value=MODES[0], label="A click adds", elem_id="mode")
             with gr.Row():
                 new_btn = gr.Button("New region", elem_id="new-region")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from pixelrefer.errors import ConfigError
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.judge import Judge
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, bad_item_builder
 
 Record = dict[str, Any]
 
@@ -85,16 +85,21 @@ class EntryTask(Task):
     fields of an entry and the request builder of an item."""
 
     def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        return numbered_items(load_json_or_jsonl(data), self.reference_fields,
-                              lambda item_id, entry: self.builder(item_id, entry, media_root))
+        def build(item_id: str, entry: Any) -> Callable[[], EvalRequest]:
+            if not isinstance(entry, dict):
+                return bad_item_builder("entry is not an object")
+            return self.builder(item_id, entry, media_root)
+
+        return numbered_items(load_json_or_jsonl(data), self.reference_fields, build)
 
     @abstractmethod
     def reference_fields(self, entry: Any) -> dict[str, Any]:
         """What an item's record keeps of its entry (ground truth, media name, question type)."""
 
     @abstractmethod
-    def builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
-        """The item's lazy request builder (raises :class:`BadItem` for a bad entry when called)."""
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
+        """The lazy request builder of an item whose entry is an object (raises :class:`BadItem` for a bad
+        entry when called); an entry that is not an object is a bad item without it."""
 
 
 def numbered_items(entries: Iterable[Any], reference: Callable[[Any], dict[str, Any]],

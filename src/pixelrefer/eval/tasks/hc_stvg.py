@@ -52,10 +52,8 @@ class HCSTVG(EntryTask):
     def reference_fields(self, entry: Any) -> dict[str, Any]:
         return _reference_fields(entry)
 
-    def builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
-            if not isinstance(entry, dict):
-                raise BadItem("entry is not an object")
             if "masks" in entry:
                 return self._build_allframe(item_id, entry, media_root)
             video, frame_idx, rle = require(entry, "video", "frame_idx", "mask")

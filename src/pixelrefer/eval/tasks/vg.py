@@ -36,10 +36,8 @@ class VG(EntryTask):
     def reference_fields(self, entry: Any) -> dict[str, Any]:
         return _reference_fields(entry)
 
-    def builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
-            if not isinstance(entry, dict):
-                raise BadItem("entry is not an object")
             image, height, width, boxes = require(entry, "image", "height", "width", "boxes")
             name = image[0] if isinstance(image, list) and image else image
             if not isinstance(name, str) or not isinstance(boxes, list) or not boxes:

@@ -76,10 +76,8 @@ class VideoReferD(EntryTask):
     def reference_fields(self, entry: Any) -> dict[str, Any]:
         return _reference_fields(entry)
 
-    def builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
-            if not isinstance(entry, dict):
-                raise BadItem("entry is not an object")
             regions = object_masks(entry, all_frames=self.variant == "lite")
             if len(regions) != 1:
                 raise BadItem(f"a description item refers to one object, this one has {len(regions)}")

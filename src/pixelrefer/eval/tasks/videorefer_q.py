@@ -46,10 +46,8 @@ class VideoReferQ(EntryTask):
     def reference_fields(self, entry: Any) -> dict[str, Any]:
         return _reference_fields(entry)
 
-    def builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
-            if not isinstance(entry, dict):
-                raise BadItem("entry is not an object")
             question, options = require(entry, "Question", "options")
             if not isinstance(options, list) or not options:
                 raise BadItem("'options' must be a non-empty list")
