@@ -152,8 +152,9 @@ FALLBACK_MODEL = "tiny"  # used (with a warning) only when the bundled default i
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="bundled model (nano), preset (tiny) or checkpoint folder")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")]
+QuantizeOpt = Annotated[str, typer.Option(help="quantise the LLM: none, int8 (CPU or CUDA), int4 (CUDA; torchao)")]
 MODEL_OPTIONS: dict[str, tuple[Any, Any]] = {"model": (ModelOpt, DEFAULT_MODEL), "device": (DeviceOpt, "auto"),
-                                             "dtype": (DtypeOpt, "auto")}
+                                             "dtype": (DtypeOpt, "auto"), "quantize": (QuantizeOpt, "none")}
 
 
 @dataclass
@@ -163,6 +164,7 @@ class ModelArgs:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str = "none"
 
 
 def model_options(func: F) -> F:
@@ -193,7 +195,7 @@ def load_pipeline(args: ModelArgs) -> PixelRefer:
         model = FALLBACK_MODEL
     with console.status(f"Loading model {model} …"):
         try:
-            pipeline = PixelRefer.from_pretrained(model, device=device, dtype=dtype)
+            pipeline = PixelRefer.from_pretrained(model, device=device, dtype=dtype, quantize=args.quantize)
         except PixelReferError:  # a bad --device / --dtype, or the checkpoint's own CheckpointError
             raise
         except (OSError, KeyError, ValueError) as exc:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pixelrefer.cli.common import DEFAULT_MODEL, ModelOpt, warn_random_weights
+from pixelrefer.cli.common import DEFAULT_MODEL, ModelOpt, QuantizeOpt, warn_random_weights
 from pixelrefer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(help="only the first N items", min=0)] = None,
     device: Annotated[str, typer.Option()] = "cpu",
     dtype: Annotated[str, typer.Option()] = "float32",
+    quantize: QuantizeOpt = "none",
     batch_size: Annotated[int, typer.Option(min=1)] = 1,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 1024,
     retry_errors: Annotated[bool, typer.Option(help="re-run items whose model call failed before")] = False,
@@ -130,7 +131,7 @@ def eval_command(
         if data is None:
             raise typer.BadParameter("--data is required unless --score-only", param_hint="--data")
         warn_random_weights(model, f"the {task.name} scores")
-        predictor = _build_predictor(model, device, dtype, max_new_tokens)
+        predictor = _build_predictor(model, device, dtype, max_new_tokens, quantize)
         _run_predictions(
             task,
             predictor,
@@ -162,10 +163,10 @@ def eval_command(
     logger.info("results: %s", out / "results.json")
 
 
-def _build_predictor(model: str, device: str, dtype: str, max_new_tokens: int) -> PixelReferPredictor:
+def _build_predictor(model: str, device: str, dtype: str, max_new_tokens: int, quantize: str) -> PixelReferPredictor:
     from pixelrefer.eval.predictor import PixelReferPredictor
 
-    return PixelReferPredictor(model, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
+    return PixelReferPredictor(model, device=device, dtype=dtype, max_new_tokens=max_new_tokens, quantize=quantize)
 
 
 def _run_predictions(

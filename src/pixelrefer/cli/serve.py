@@ -16,6 +16,7 @@ from pixelrefer.cli.common import (
     load_pipeline,
     model_options,
 )
+from pixelrefer.errors import ConfigError
 from pixelrefer.limits import MIB
 from pixelrefer.server.settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings
 
@@ -70,6 +71,9 @@ def serve(
     with cli_errors():
         from pixelrefer.engines import check_engine_options
 
+        if engine == "vllm" and model_args.quantize != "none":
+            raise ConfigError("--quantize applies to the LLM generating here; with --engine vllm the LLM runs in "
+                              "vLLM (quantise it there, e.g. `--quantization` of vllm serve)")
         check_engine_options(engine, vllm_url, vllm_model)
         if not _is_loopback(host):
             console.print(f"[yellow]warning:[/] binding {host}: the API has no authentication")

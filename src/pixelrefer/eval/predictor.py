@@ -53,12 +53,16 @@ class PixelReferPredictor:
         device: str = "cpu",
         dtype: str = "float32",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        quantize: str | None = None,
+        quantize_vision: bool = False,
     ) -> None:
         from pixelrefer import GenerationConfig, PixelRefer
 
         self.model_name = model
-        self.device, self.dtype = device, dtype
-        self.model = PixelRefer.from_pretrained(model, device=device, dtype=dtype)
+        self.device, self.dtype, self.quantize = device, dtype, quantize
+        self.quantize_vision = quantize_vision
+        self.model = PixelRefer.from_pretrained(model, device=device, dtype=dtype, quantize=quantize,
+                                                quantize_vision=quantize_vision)
         self.generation = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
 
     def predict(self, requests: list[EvalRequest]) -> list[str]:
@@ -77,6 +81,8 @@ class PixelReferPredictor:
             "model": self.model_name,
             "device": self.device,
             "dtype": self.dtype,
+            "quantize": self.quantize,
+            "quantize_vision": self.quantize_vision,
             "generation": {"max_new_tokens": self.generation.max_new_tokens, "do_sample": False},
         }
         if config is not None:

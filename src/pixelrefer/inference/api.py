@@ -49,6 +49,7 @@ from pixelrefer.limits import check_prompt_tokens, check_question, check_region_
 from pixelrefer.model.convert import CheckpointError
 from pixelrefer.model.loading import load_checkpoint
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
+from pixelrefer.model.quantize import QuantizeReport, check_quantize, quantize_model
 from pixelrefer.processing.processor import (
     EncodedSample,
     Media,
@@ -132,6 +133,7 @@ class PixelRefer:
         self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
         self.stop_ids = stop_token_ids(tokenizer, model.generation_config, self.eos_id)
         self._lock = threading.Lock()
+        self.quantization: QuantizeReport | None = None  # set by from_pretrained(quantize=...)
         self.engine: Engine = engine if engine is not None else TransformersEngine(model, self.processor.pad_id, self._lock)
 
     @classmethod
@@ -142,14 +144,19 @@ class PixelRefer:
         dtype: str | torch.dtype | None = "auto",
         segmenter: Any = "auto",
         engine: Engine | None = None,
+        quantize: str | None = None,
+        quantize_vision: bool = False,
     ) -> PixelRefer:
         """Load a bundled model (``nano``, ``nano-lite``), a random preset (``tiny``, ``2b``, ...), a checkpoint
         folder in our or the official format, or a hub id. ``engine``: where the LLM generates (default: here, with
-        transformers; see :mod:`pixelrefer.engines`)."""
+        transformers; see :mod:`pixelrefer.engines`). ``quantize``: ``"int8"`` (CPU or CUDA) or ``"int4"`` (CUDA)
+        for the LLM's linears, and the vision tower's too with ``quantize_vision`` (see
+        :mod:`pixelrefer.model.quantize`)."""
         from pixelrefer.presets import BUNDLED, RANDOM_PRESETS
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
+        mode = check_quantize(quantize, dev, dt)
         name = str(name_or_path)
         if name in RANDOM_PRESETS:
             model, tokenizer = _random_model(name, dev, dt)
@@ -158,7 +165,10 @@ class PixelRefer:
             if name in BUNDLED and not Path(path).is_dir():
                 raise CheckpointError(f"the bundled model {name!r} is not installed at {path}; reinstall the package")
             model, tokenizer = load_checkpoint(path, dev, dt)
-        return cls(model, tokenizer, segmenter=_make_segmenter(segmenter, dev), engine=engine)
+        report = quantize_model(model, mode, dev, vision=quantize_vision) if mode is not None else None
+        pipeline = cls(model, tokenizer, segmenter=_make_segmenter(segmenter, dev), engine=engine)
+        pipeline.quantization = report
+        return pipeline
 
     @property
     def device(self) -> torch.device:

@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 from pixelrefer.synth.build import build_dataset, encode_rle
-from pixelrefer.synth.config import SynthConfig
+from pixelrefer.synth.config import SynthConfig, Variety
 from pixelrefer.synth.scenes import Scene, SceneObject, ScenePart, render_scene
 from pixelrefer.synth.tasks import Instruction, Target, image_instruction, video_instruction
 from pixelrefer.synth.videos import Track, Video, render_video
@@ -22,6 +22,7 @@ __all__ = [
     "SynthConfig",
     "Target",
     "Track",
+    "Variety",
     "Video",
     "build_dataset",
     "corpus_texts",

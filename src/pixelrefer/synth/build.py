@@ -66,7 +66,7 @@ def _render(cfg: SynthConfig, split: str, scene_idx: int) -> tuple[Scene | Video
             media = render_video(rng, cfg.image_size, cfg.num_frames, cfg.video_objects, mode, cfg.fps)
             items = [(t.index, t.spec.held_out) for t in media.tracks]
         else:
-            media = render_scene(rng, cfg.image_size, cfg.n_objects, mode)
+            media = render_scene(rng, cfg.image_size, cfg.n_objects, mode, variety=cfg.variety)
             items = [(o.index, o.spec.held_out) for o in media.objects]
         primary = [i for i, held in items if held] if mode == "require" else [i for i, _ in items]
         if primary:

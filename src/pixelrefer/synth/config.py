@@ -4,7 +4,7 @@ models' tokenizer size; ``pixelrefer synth``, the dataset build and the recipes'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pixelrefer.errors import ConfigError
 
@@ -17,6 +17,47 @@ SCENE_OBJECTS = (3, 6)  # objects per image scene (inclusive range)
 VIDEO_OBJECTS = (2, 4)  # tracks per video
 VIDEO_FRAMES = (4, 8)  # frames per video
 VIDEO_FPS = 1.0
+OBJECT_ASPECT = (0.88, 1.14)  # width / height stretch of an object's unit shape
+BACKGROUNDS = ("smooth", "natural")
+MAX_NOISE = 64.0
+
+
+@dataclass(frozen=True)
+class Variety:
+    """What real photos vary and the plain world does not; every default is off (the bundled models' data).
+
+    ``background``: ``"smooth"`` (muted low-frequency noise) or ``"natural"`` (fractal 1/f noise over a two-colour
+    gradient, sometimes a horizon and a grain texture). ``shading``: the largest brightness change across an object
+    (a linear light, 0.4 = +-40 %). ``noise``: the standard deviation of Gaussian pixel noise (0..255 scale).
+    ``jpeg_quality``: a JPEG round trip at a quality drawn from this range (0, 0 = lossless). ``aspect``: the range of
+    an object's width/height stretch. ``clutter``: how many unnamed off-palette blobs are painted on the background
+    (never referred to; named objects cover them).
+    """
+
+    background: str = "smooth"
+    shading: float = 0.0
+    noise: float = 0.0
+    jpeg_quality: tuple[int, int] = (0, 0)
+    aspect: tuple[float, float] = OBJECT_ASPECT
+    clutter: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        if self.background not in BACKGROUNDS:
+            raise ConfigError(f"variety.background must be one of {BACKGROUNDS}, got {self.background!r}")
+        if not 0.0 <= self.shading <= 1.0:
+            raise ConfigError(f"variety.shading must be in [0, 1], got {self.shading!r}")
+        if not 0.0 <= self.noise <= MAX_NOISE:
+            raise ConfigError(f"variety.noise must be in [0, {MAX_NOISE}], got {self.noise!r}")
+        lo, hi = self.jpeg_quality
+        if (lo, hi) != (0, 0) and not 5 <= lo <= hi <= 100:
+            raise ConfigError(f"variety.jpeg_quality must be (0, 0) (off) or 5 <= low <= high <= 100, got {self.jpeg_quality}")
+        if not 0.25 <= self.aspect[0] <= self.aspect[1] <= 4.0:
+            raise ConfigError(f"variety.aspect must be a range within [0.25, 4], got {self.aspect}")
+        if not 0 <= self.clutter[0] <= self.clutter[1] <= 32:
+            raise ConfigError(f"variety.clutter must be a range within [0, 32], got {self.clutter}")
+
+
+DEFAULT_VARIETY = Variety()
 
 
 @dataclass(frozen=True)
@@ -41,6 +82,7 @@ class SynthConfig:
     num_frames: tuple[int, int] = VIDEO_FRAMES
     fps: float = VIDEO_FPS
     video_masks: str = "first"
+    variety: Variety = field(default_factory=Variety)  # still scenes only; videos keep the plain world
 
     def __post_init__(self) -> None:
         size = self.image_size

@@ -8,6 +8,7 @@ its full mask minus everything painted above it. The same primitives draw video 
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pixelrefer.synth import world
-from pixelrefer.synth.config import IMAGE_SIZE, SCENE_OBJECTS
+from pixelrefer.synth.config import DEFAULT_VARIETY, IMAGE_SIZE, OBJECT_ASPECT, SCENE_OBJECTS, Variety
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels; x1, y1 exclusive
 Point = tuple[float, float]
@@ -30,6 +31,9 @@ MAX_PLACEMENT_TRIES = 40
 OFF_PALETTE_DISTANCE = 60.0  # RGB distance of an off-palette colour from every named colour (jitter is +-12)
 BACKGROUND_OCTAVES = ((4, 24.0), (16, 10.0))  # (grid cells, amplitude) of the smooth noise
 BACKGROUND_CHROMA = 0.35  # colour share of the background noise
+NATURAL_OCTAVES = (2, 4, 8, 16, 32, 64)  # grid cells of the fractal background's octaves
+NATURAL_FALLOFF = 0.9  # octave amplitude ~ cells ** -falloff (about a 1/f spectrum, like natural images)
+CLUTTER_EXTENT = (0.04, 0.22)  # a clutter blob's longest side, as a fraction of the short side
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,61 @@ def background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def natural_background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
+    """A photo-like background (float32, H×W×3): a two-colour gradient in a random direction, fractal noise with a
+    1/f-like spectrum, sometimes a horizon between two such fields and a grain texture."""
+    yy, xx = np.mgrid[0 : hw[0], 0 : hw[1]].astype(np.float32)
+    a = float(rng.uniform(0, 2 * math.pi))
+    t = (xx * math.cos(a) + yy * math.sin(a)) / max(hw)
+    t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
+    c0, c1 = rng.uniform(15, 240, size=(2, 3)).astype(np.float32)
+    out = c0 + (c1 - c0) * t[..., None]
+    if rng.random() < 0.4:  # a horizon: a second field below a wavy line
+        line = hw[0] * float(rng.uniform(0.3, 0.7)) + 0.08 * hw[0] * _smooth_noise(rng, 4, hw)[..., 0]
+        below = np.clip((yy - line) / 3.0 + 0.5, 0.0, 1.0)[..., None]
+        out = out * (1 - below) + rng.uniform(15, 240, size=3).astype(np.float32) * below
+    amplitude = float(rng.uniform(8, 40))
+    for cells in NATURAL_OCTAVES:
+        if cells <= max(hw):
+            out += amplitude * cells ** -NATURAL_FALLOFF * 2.0 * _smooth_noise(rng, cells, hw)
+    if rng.random() < 0.35:  # grain: warped stripes, as wood, fabric or water
+        freq = float(rng.uniform(0.08, 0.5))
+        b = float(rng.uniform(0, math.pi))
+        warp = 6.0 * _smooth_noise(rng, 6, hw)[..., 0]
+        out += float(rng.uniform(6, 20)) * np.sin((xx * math.cos(b) + yy * math.sin(b)) * freq + warp)[..., None]
+    return out
+
+
+def _shade(canvas: np.ndarray, mask: np.ndarray, center: Point, extent: float, angle: float, strength: float) -> None:
+    """Multiply an object's pixels by a linear light falling from ``angle`` (radians); ``strength`` is the relative
+    brightness change at the object's edge."""
+    ys, xs = np.nonzero(mask)
+    along = ((xs - center[0]) * math.cos(angle) + (ys - center[1]) * math.sin(angle)) / max(extent / 2.0, 1.0)
+    canvas[ys, xs] *= (1.0 + strength * np.clip(along, -1.0, 1.0))[:, None].astype(np.float32)
+
+
+def _clutter(rng: np.random.Generator, canvas: np.ndarray, count: int) -> None:
+    """Paint ``count`` unnamed blobs (ellipses and rectangles in off-palette colours) onto the background."""
+    hw = canvas.shape[:2]
+    short = min(hw)
+    for _ in range(count):
+        extent = float(rng.uniform(*CLUTTER_EXTENT)) * short
+        cx, cy = float(rng.uniform(0, hw[1])), float(rng.uniform(0, hw[0]))
+        w, h = extent, extent * float(rng.uniform(0.3, 1.0))
+        box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+        layer = Image.new("L", (hw[1], hw[0]), 0)
+        draw = ImageDraw.Draw(layer)
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=255)
+        canvas[np.asarray(layer) > 0] = off_palette_rgb(rng)
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """The image after a JPEG encode and decode at ``quality`` (the artefacts of a photo)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
 def _pattern_mask(spec: ObjectSpec, center: Point, hw: tuple[int, int]) -> np.ndarray | None:
     if spec.pattern == "solid":
         return None
@@ -333,7 +392,7 @@ def visible_masks(full: list[PartMasks]) -> list[tuple[np.ndarray, dict[str, np.
 
 
 def sample_spec(rng: np.random.Generator, short_side: int, held_out: bool | None,
-                size: str | None = None) -> ObjectSpec:
+                size: str | None = None, aspect: tuple[float, float] = OBJECT_ASPECT) -> ObjectSpec:
     """Draw an object. held_out=True forces a held-out (category, colour) combination, False forbids one,
     None allows anything."""
     colours = tuple(world.COLOURS)
@@ -357,7 +416,7 @@ def sample_spec(rng: np.random.Generator, short_side: int, held_out: bool | None
         size=size,
         pattern=pattern,
         extent=extent,
-        aspect=float(rng.uniform(0.88, 1.14)),
+        aspect=float(rng.uniform(*aspect)),
         angle=rotation,
         jitter=tuple(int(v) for v in rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3)),  # type: ignore[arg-type]
         held_out=world.is_held_out(category, colour),
@@ -379,6 +438,7 @@ def render_scene(
     n_objects: tuple[int, int] = SCENE_OBJECTS,
     held_out: str = "exclude",
     palette: bool = True,
+    variety: Variety = DEFAULT_VARIETY,
 ) -> Scene:
     """Render one scene.
 
@@ -390,6 +450,8 @@ def render_scene(
             `"require"` makes the first object a held-out one and allows anything for the others.
         palette: paint objects in their named colour; False paints each in a random off-palette colour
             (:func:`off_palette_rgb`; the objects' ``colour`` facts are then meaningless), as vision pretraining does.
+        variety: what real photos vary (backgrounds, shading, noise, JPEG, aspect ratios, clutter); the default
+            turns all of it off and draws exactly what the plain world draws.
     """
     if held_out not in ("exclude", "require"):
         raise ValueError(f"held_out must be 'exclude' or 'require', got {held_out!r}")
@@ -397,7 +459,7 @@ def render_scene(
     short = min(hw)
     count = int(rng.integers(n_objects[0], n_objects[1] + 1))
     specs = [sample_spec(rng, short, True if held_out == "require" and i == 0 else
-                         (False if held_out == "exclude" else None)) for i in range(count)]
+                         (False if held_out == "exclude" else None), aspect=variety.aspect) for i in range(count)]
     order = sorted(range(count), key=lambda i: -specs[i].extent * float(rng.uniform(0.75, 1.25)))
     placed: list[tuple[ObjectSpec, Point]] = []
     full: list[PartMasks] = []
@@ -411,10 +473,20 @@ def render_scene(
                 placed.append((spec, center))
                 full.append(layers)
                 break
-    canvas = background(rng, hw)
+    canvas = natural_background(rng, hw) if variety.background == "natural" else background(rng, hw)
+    if variety.clutter[1] > 0:
+        _clutter(rng, canvas, int(rng.integers(variety.clutter[0], variety.clutter[1] + 1)))
     for (spec, center), layers in zip(placed, full):
         paint(canvas, spec, center, layers, spec.colour if palette else off_palette_rgb(rng))
+        if variety.shading > 0:
+            whole = np.logical_or.reduce([m for _, m in layers])
+            angle, strength = float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, variety.shading))
+            _shade(canvas, whole, center, spec.extent, angle, strength)
+    if variety.noise > 0:
+        canvas += rng.normal(0.0, variety.noise, size=canvas.shape).astype(np.float32)
     image = finish(canvas)
+    if variety.jpeg_quality != (0, 0):
+        image = jpeg_round_trip(image, int(rng.integers(variety.jpeg_quality[0], variety.jpeg_quality[1] + 1)))
     return Scene(image=image, objects=_collect(placed, full))
 
 
