@@ -98,8 +98,8 @@ async def load(url: str, image: str, concurrency: int, n: int, tokens: int) -> d
 
 def split_one_request(tokens: int, repeats: int = 5) -> dict:
     """Seconds of one request in process: our encode + vision/region embedding vs transformers generate."""
+    from pixelrefer.engines.generation import GenerationConfig
     from pixelrefer.inference.api import PixelRefer
-    from pixelrefer.inference.generation import GenerationConfig
     from pixelrefer.media import load_media
     from pixelrefer.regions import Region
 

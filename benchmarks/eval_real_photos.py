@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from pixelrefer import PixelRefer, Region
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.eval.real_photos import (
     REGION_QA_KINDS,
     SKILLS,
@@ -36,7 +37,6 @@ from pixelrefer.eval.real_photos import (
     questions,
 )
 from pixelrefer.eval.tasks.synthetic import normalize_answer
-from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.synth.scenes import render_scene
 from pixelrefer.synth.tasks import image_region_qa, image_relation
 

@@ -15,7 +15,7 @@ _EXPORTS = {
     "Answer": "pixelrefer.inference.api",
     "AnswerStream": "pixelrefer.inference.api",
     "ChatSession": "pixelrefer.inference.api",
-    "GenerationConfig": "pixelrefer.inference.generation",
+    "GenerationConfig": "pixelrefer.engines.generation",
     "PixelReferConfig": "pixelrefer.config",
     "PixelReferForConditionalGeneration": "pixelrefer.model.modeling",
     "Region": "pixelrefer.regions",

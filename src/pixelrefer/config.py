@@ -14,7 +14,7 @@ from transformers.models.video_llama_3.configuration_video_llama_3 import VideoL
 
 from pixelrefer.constants import LITE_GLOBAL_VIEW_SIZE, LITE_LOCAL_VIEW_SIZE, PATCH_SIZE
 from pixelrefer.errors import ConfigError
-from pixelrefer.processing.image import ImageProcessorSettings
+from pixelrefer.image_settings import ImageProcessorSettings
 
 Variant = Literal["full", "lite"]
 VARIANTS: tuple[str, ...] = ("full", "lite")

@@ -13,6 +13,9 @@ SPECIAL_TOKENS = (END_OF_TEXT, IM_START, IM_END, IMAGE_TOKEN, STREAM_START, STRE
 
 IGNORE_INDEX = -100
 
+# default answer length of the interactive front-ends (CLI, server, demo); the library's GenerationConfig keeps 256
+DEFAULT_ANSWER_TOKENS = 128
+
 PATCH_SIZE = 14
 PATCH_AREA = PATCH_SIZE * PATCH_SIZE
 CROP_MARGIN_PX = 2 * PATCH_SIZE  # context kept around a region's box

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from pixelrefer.cli.main import app
 from pixelrefer.engines import EmbedsPrompt, VLLMEngine, check_engine_options
 from pixelrefer.engines.export_llm import export_llm
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.engines.vllm_client import EngineError, encode_embeds, parse_token, sampling_fields
 from pixelrefer.errors import ConfigError
 from pixelrefer.inference.api import AskRequest, PixelRefer
-from pixelrefer.inference.generation import GenerationConfig
 
 QUESTION = "What is <region> doing?"
 

@@ -85,7 +85,7 @@ def test_same_answer_through_api_cli_server_and_demo(kind: str, nano, clips, mon
 
     settings = ServerSettings(max_new_tokens=TOKENS, request_timeout_s=120)
     body = {"media": {"data": base64.b64encode(path.read_bytes()).decode()}, "question": QUESTION,
-            "regions": [{"type": "points", "points": [CLICK], "frame": position}], "max_new_tokens": TOKENS}
+            "regions": [{"type": "points", "points": [CLICK], "frame": frame}], "max_new_tokens": TOKENS}
     with running(create_app(nano, settings)) as url:
         response = httpx.post(f"{url}/v1/ask", json=body, timeout=120)
     assert response.status_code == 200, response.text

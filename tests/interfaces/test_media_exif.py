@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelrefer.inference.generation import GenerationConfig
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.regions import Region
 
 SHOWN_HW = (96, 64)  # as a viewer shows it; stored turned a quarter (64 x 96) with Orientation 6

@@ -116,6 +116,30 @@ def test_video_upload(client: httpx.Client, scene_dir: Path) -> None:
     assert response.json()["media"] == "video"
 
 
+def test_region_frame_is_a_source_frame(client: httpx.Client, tmp_path: Path) -> None:
+    """A region's "frame" counts source frames, as the CLI's --frame: 40 source frames, 4 sampled; frame 13 goes
+    on the sampled frame nearest it, and the response reports that frame's source index. Past the end: 422."""
+    from pixelrefer.media import load_media, write_video
+
+    frames = [np.full((48, 48, 3), 40 + 5 * t, np.uint8) for t in range(40)]
+    video = write_video(frames, tmp_path / "long.mp4", fps=10)
+    clip = load_media(video, SETTINGS.sampling)
+    sampled = clip.sampled_index(13)
+    assert clip.num_frames == 4 and sampled != 13  # the two meanings differ on this clip
+    media = {"data": base64.b64encode(video.read_bytes()).decode()}
+    region = {"type": "box", "box": [5, 10, 30, 30], "frame": 13}
+    segmented = client.post("/v1/segment", json={"media": media, "regions": [region]})
+    assert segmented.status_code == 200, segmented.text
+    out = segmented.json()["regions"][0]
+    assert out["frames"] == [sampled] and out["source_frames"] == [clip.frame_indices[sampled]]
+    asked = client.post("/v1/ask", json={"media": media, "question": "What is <region>?", "regions": [region]})
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["answer"]["regions"][0]["source_frames"] == [clip.frame_indices[sampled]]
+    past = client.post("/v1/segment", json={"media": media, "regions": [{**region, "frame": 40}]})
+    assert_error(past, 422, "invalid_region")
+    assert "outside the video" in past.json()["error"]["message"]
+
+
 def test_sse_streaming(client: httpx.Client, scene_png: bytes) -> None:
     events = []
     with client.stream("POST", "/v1/ask", json=ask_body(scene_png, stream=True)) as response:

@@ -16,7 +16,7 @@ import pytest
 from interface_scenes import RED_BOX, make_scene, png_bytes
 from live_server import assert_error, running
 
-from pixelrefer.inference.generation import GenerationConfig
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.server import ServerSettings, create_app
 
 BOX = {"type": "box", "box": list(RED_BOX)}

@@ -22,9 +22,9 @@ from live_server import running
 
 from pixelrefer.engines import EmbedsPrompt, VLLMEngine
 from pixelrefer.engines.export_llm import export_llm
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.engines.vllm_server import VLLM_PYTHON_ENV, vllm_server
 from pixelrefer.inference.api import AskRequest, PixelRefer
-from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.media import load_media
 from pixelrefer.regions import Region
 from pixelrefer.server import ServerSettings, create_app

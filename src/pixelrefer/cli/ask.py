@@ -30,12 +30,18 @@ from pixelrefer.cli.common import (
     prepare,
     region_options,
 )
+from pixelrefer.cli.remote import SERVER_ENV
+from pixelrefer.constants import DEFAULT_ANSWER_TOKENS
 
 if TYPE_CHECKING:  # media and the model stack (torch, transformers) are imported only when a command runs
     from pixelrefer.inference.api import Answer
     from pixelrefer.media import Media
     from pixelrefer.regions import Region, ResolvedRegion
 
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", envvar=SERVER_ENV, help=(
+        "ask a running `pixelrefer serve` at this URL (e.g. http://127.0.0.1:8000) instead of loading a model here: "
+        "starts in a fraction of a second; the server's model and video sampling are used"))]
 OverlayOpt = Annotated[Path | None, typer.Option(
     "--overlay", help="write the regions drawn on the media (.png; .gif/.mp4 for every video frame)")]
 
@@ -73,12 +79,13 @@ def ask(
     question: Annotated[str, typer.Argument(help="question with one <region> per region, e.g. 'What is <region>?'")],
     region_args: RegionArgs,
     model_args: ModelArgs,
-    max_new_tokens: TokensOpt = 128,
+    max_new_tokens: TokensOpt = DEFAULT_ANSWER_TOKENS,
     stream: Annotated[bool, typer.Option("--stream", help="print the answer while it is generated (not with --json)")] = False,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
     fps: FpsOpt = DEFAULT_FPS,
     max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
+    server: ServerOpt = None,
 ) -> None:
     """Ask a question about regions of an image or a video.
 
@@ -87,12 +94,17 @@ def ask(
 
     Example: pixelrefer ask scene.png "What is <region>?" --box 30,20,80,60 --overlay regions.png
     """
+    if server:
+        with cli_errors():
+            _ask_server(server, media, question, region_args, max_new_tokens, stream, as_json, overlay_path,
+                        (fps, max_frames))
+        return
     from pixelrefer.processing.prompts import compose_question
 
     with cli_errors():
         compose_question(question, 0)  # the text's limits and control tokens, before any decoding or loading
         pipeline, clip, region_list, position = prepare(media, region_args, model_args, fps, max_frames)
-        from pixelrefer.inference.generation import GenerationConfig
+        from pixelrefer.engines.generation import GenerationConfig
 
         text = compose_question(question, len(region_list))
         generation = GenerationConfig(max_new_tokens=max_new_tokens)
@@ -116,12 +128,26 @@ def ask(
                     frame=(region_args.frame, position))
 
 
+def _ask_server(server: str, media: Path, question: str, region_args: RegionArgs, max_new_tokens: int, stream: bool,
+                as_json: bool, overlay_path: Path | None, sampling: tuple[float | None, int]) -> None:
+    """The thin-client path (:mod:`pixelrefer.cli.remote`): no model stack is imported."""
+    from pixelrefer.cli.common import region_json
+    from pixelrefer.cli.remote import remote_ask
+
+    refused = [name for name, given in (("--stream", stream), ("--overlay", overlay_path is not None),
+                                        ("--fps/--max-frames", sampling != (DEFAULT_FPS, DEFAULT_MAX_FRAMES))) if given]
+    if refused:
+        raise typer.BadParameter(f"{', '.join(refused)} cannot be used with --server (the server samples videos "
+                                 "by its own settings and returns no overlay)")
+    remote_ask(server, media, question, region_json(region_args), max_new_tokens, as_json, region_args.frame)
+
+
 def describe(
     media: Annotated[Path, typer.Argument(help="image or video file (or a folder of frames)")],
     region_args: RegionArgs,
     model_args: ModelArgs,
     task: Annotated[str, typer.Option(help="category, part_category, brief, detailed, video_brief, video_detailed")] = "brief",
-    max_new_tokens: TokensOpt = 128,
+    max_new_tokens: TokensOpt = DEFAULT_ANSWER_TOKENS,
     as_json: JsonOpt = False,
     overlay_path: OverlayOpt = None,
     fps: FpsOpt = DEFAULT_FPS,
@@ -138,7 +164,7 @@ def describe(
         pipeline, clip, region_list, position = prepare(media, region_args, model_args, fps, max_frames)
         if not region_list:
             raise typer.BadParameter("describe needs at least one region (--box, --point, --mask, ...)")
-        from pixelrefer.inference.generation import GenerationConfig
+        from pixelrefer.engines.generation import GenerationConfig
 
         start = time.perf_counter()
         answers = pipeline.describe_each(clip, region_list, task=task, generation=GenerationConfig(max_new_tokens=max_new_tokens))

@@ -31,6 +31,7 @@ from pixelrefer.cli.common import (
     prepare,
     region_options,
 )
+from pixelrefer.constants import DEFAULT_ANSWER_TOKENS
 from pixelrefer.processing.prompts import PromptError, compose_question
 
 QUIT = {"/quit", "/exit", ":q"}
@@ -54,7 +55,7 @@ def chat(
     media: Annotated[Path, typer.Argument(help="image or video file (or a folder of frames)")],
     region_args: RegionArgs,
     model_args: ModelArgs,
-    max_new_tokens: TokensOpt = 128,
+    max_new_tokens: TokensOpt = DEFAULT_ANSWER_TOKENS,
     as_json: JsonOpt = False,
     fps: FpsOpt = DEFAULT_FPS,
     max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
@@ -65,7 +66,7 @@ def chat(
     """
     with cli_errors():
         pipeline, clip, region_list, _ = prepare(media, region_args, model_args, fps, max_frames)
-        from pixelrefer.inference.generation import GenerationConfig
+        from pixelrefer.engines.generation import GenerationConfig
 
         with console.status("Segmenting regions …"):
             session = pipeline.chat(clip, region_list)

@@ -305,39 +305,54 @@ def _json_file(path: Path, what: str) -> Any:
     return json.loads(path.read_text())
 
 
-def collect_regions(args: RegionArgs) -> list[Region]:
-    """Regions from the options, in :data:`REGION_ORDER`, each on ``args.frame`` (a source frame index)."""
-    from pixelrefer.regions import Region
-
+def _region_items(args: RegionArgs) -> list[dict[str, Any] | Path]:
+    """The one parse of the region options: each region as its JSON object (the server schema, with ``"frame"``,
+    a source frame index) or, for ``--mask``, the mask file's path; in :data:`REGION_ORDER`. Stdlib only."""
     frame = args.frame
-    regions: list[Region] = []
+    items: list[dict[str, Any] | Path] = []
     if args.regions_file is not None:
         data = _json_file(args.regions_file, "--regions")
-        regions += [Region.from_dict({"frame": frame, **d} if isinstance(d, dict) and d.get("type") != "frames" else d)
-                    for d in (data if isinstance(data, list) else [data])]
+        items += [{"frame": frame, **d} if isinstance(d, dict) and d.get("type") != "frames" else d
+                  for d in (data if isinstance(data, list) else [data])]
     for path in args.masks:
         if not path.is_file():
             raise RegionError(f"mask file not found: {path}")
-        regions.append(Region.from_mask_file(path, frame=frame))
+        items.append(path)
     for path in args.rles:
         data = _json_file(path, "--rle")
-        regions += [Region.from_rle(d, frame=frame) for d in (data if isinstance(data, list) else [data])]
+        items += [{"type": "rle", "rle": d, "frame": frame} for d in (data if isinstance(data, list) else [data])]
     for text in args.polygons:
         values = _numbers(text, "--polygon")
         if len(values) < 6 or len(values) % 2:
             raise RegionError(f"--polygon {text!r}: expected at least 3 points (x,y pairs)")
-        regions.append(Region.from_polygon([values], frame=frame))
-    regions += [Region.from_box(_numbers(b, "--box", 4), frame=frame) for b in args.boxes]
+        items.append({"type": "polygon", "polygons": [values], "frame": frame})
+    items += [{"type": "box", "box": _numbers(b, "--box", 4), "frame": frame} for b in args.boxes]
     if args.point:
         pts, labels = _point_list(args.point, "--point")
-        regions.append(Region.from_points(pts, labels, frame=frame))
+        items.append({"type": "points", "points": pts, "labels": labels, "frame": frame})
     for group in args.points:
         pts, labels = _point_list([p for p in group.split(";") if p.strip()], "--points")
-        regions.append(Region.from_points(pts, labels, frame=frame))
+        items.append({"type": "points", "points": pts, "labels": labels, "frame": frame})
     for stroke in args.scribbles:
         pts, _ = _point_list([p for p in stroke.split(";") if p.strip()], "--scribble")
-        regions.append(Region.from_scribble(strokes=[pts], frame=frame))
-    return regions
+        items.append({"type": "scribble", "strokes": [pts], "frame": frame})
+    return items
+
+
+def collect_regions(args: RegionArgs) -> list[Region]:
+    """Regions from the options, in :data:`REGION_ORDER`, each on ``args.frame`` (a source frame index)."""
+    from pixelrefer.regions import Region
+
+    return [Region.from_mask_file(item, frame=args.frame) if isinstance(item, Path) else Region.from_dict(item)
+            for item in _region_items(args)]
+
+
+def region_json(args: RegionArgs) -> list[dict[str, Any]]:
+    """The regions as JSON objects for a server (``--mask`` files inlined as base64 ``mask_png``); stdlib only."""
+    import base64
+
+    return [{"type": "mask_png", "data": base64.b64encode(item.read_bytes()).decode(), "frame": args.frame}
+            if isinstance(item, Path) else item for item in _region_items(args)]
 
 
 def regions_on_media(regions: list[Region], media: Media, frame: int) -> tuple[list[Region], int]:

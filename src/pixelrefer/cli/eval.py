@@ -92,7 +92,8 @@ def eval_command(
     judge_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible judge endpoint")] = None,
     judge_model: Annotated[str | None, typer.Option(help="judge model string, recorded in results")] = None,
     judge_api_key: Annotated[str | None, typer.Option(help="judge API key (or env)")] = None,
-    judge_workers: Annotated[int, typer.Option(help="judge calls in flight at once", min=1)] = 8,
+    judge_workers: Annotated[int | None, typer.Option(
+        help="judge calls in flight at once (default: JudgeConfig.workers)", min=1)] = None,
     dlc_protocol: Annotated[str, typer.Option(help="DLC-Bench judge protocol: gpt or llama")] = "gpt",
     meteor: Annotated[bool, typer.Option(help="compute METEOR (starts a JVM, ~15 s)")] = True,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -112,7 +113,8 @@ def eval_command(
     def make_judge() -> Judge:
         settings = task.judge_settings(options)
         config = JudgeConfig.resolve(
-            task.name, judge_base_url, judge_model, judge_api_key, workers=judge_workers, **settings
+            task.name, judge_base_url, judge_model, judge_api_key, **settings,
+            **({} if judge_workers is None else {"workers": judge_workers}),
         )
         return Judge(config, cache_path=out / "judge_calls.jsonl")
 

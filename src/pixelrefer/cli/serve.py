@@ -17,7 +17,10 @@ from pixelrefer.cli.common import (
     model_options,
 )
 from pixelrefer.errors import ConfigError
-from pixelrefer.media import DEFAULT_SAMPLING
+from pixelrefer.limits import MIB
+from pixelrefer.server.settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings
+
+_DEFAULTS = ServerSettings()  # every serving default lives in ServerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +34,20 @@ def _is_loopback(host: str) -> bool:
 
 def serve(
     model_args: ModelArgs,
-    host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes the model")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
-    max_queue: Annotated[int, typer.Option(help="requests waiting beyond the running one; more get 429", min=0)] = 8,
-    max_upload_mb: Annotated[float, typer.Option(help="largest upload in MiB (413 above)", min=0.01)] = 32.0,
-    max_video_seconds: Annotated[float, typer.Option(help="longest video accepted", min=0.1)] = 60.0,
-    max_video_frames: Annotated[int, typer.Option(help="frames sampled from a video", min=1)] = DEFAULT_SAMPLING.max_frames,
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes the model")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = DEFAULT_PORT,
+    max_queue: Annotated[int, typer.Option(help="requests waiting beyond the running one; more get 429", min=0)] = _DEFAULTS.max_queue,
+    max_upload_mb: Annotated[float, typer.Option(help="largest upload in MiB (413 above)", min=0.01)] = _DEFAULTS.max_upload_bytes / MIB,
+    max_video_seconds: Annotated[float, typer.Option(help="longest video accepted", min=0.1)] = _DEFAULTS.max_video_seconds,
+    max_video_frames: Annotated[int, typer.Option(help="frames sampled from a video", min=1)] = _DEFAULTS.max_video_frames,
     video_fps: Annotated[float | None, typer.Option(
-        help="video sampling rate (default: spread the frames evenly over the clip)", min=0.01)] = DEFAULT_SAMPLING.fps,
-    timeout: Annotated[float, typer.Option(help="seconds before a request gets 504", min=0.1)] = 120.0,
-    max_new_tokens: Annotated[int, typer.Option(help="default answer length in tokens", min=1)] = 128,
-    max_batch: Annotated[int, typer.Option(help="concurrent questions answered in one batch", min=1)] = 4,
-    max_connections: Annotated[int, typer.Option(help="open connections; slow clients are dropped first", min=1)] = 256,
-    header_timeout: Annotated[float, typer.Option(help="seconds a client has to send its request headers", min=0.1)] = 10.0,
-    body_timeout: Annotated[float, typer.Option(help="seconds a client has to send its request body", min=0.1)] = 60.0,
+        help="video sampling rate (default: spread the frames evenly over the clip)", min=0.01)] = _DEFAULTS.video_fps,
+    timeout: Annotated[float, typer.Option(help="seconds before a request gets 504", min=0.1)] = _DEFAULTS.request_timeout_s,
+    max_new_tokens: Annotated[int, typer.Option(help="default answer length in tokens", min=1)] = _DEFAULTS.max_new_tokens,
+    max_batch: Annotated[int, typer.Option(help="concurrent questions answered in one batch", min=1)] = _DEFAULTS.max_batch,
+    max_connections: Annotated[int, typer.Option(help="open connections; slow clients are dropped first", min=1)] = _DEFAULTS.max_connections,
+    header_timeout: Annotated[float, typer.Option(help="seconds a client has to send its request headers", min=0.1)] = _DEFAULTS.header_timeout_s,
+    body_timeout: Annotated[float, typer.Option(help="seconds a client has to send its request body", min=0.1)] = _DEFAULTS.body_timeout_s,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
     engine: Annotated[str, typer.Option(help="where the LLM generates: transformers (here) or vllm (a vLLM server)")] = "transformers",
     vllm_url: Annotated[str | None, typer.Option(help="vLLM OpenAI-compatible server serving `pixelrefer export-llm` output")] = None,
@@ -61,7 +64,7 @@ def serve(
 
         from pixelrefer.server.app import create_app
         from pixelrefer.server.protocol import uvicorn_config
-        from pixelrefer.server.settings import MALLOC_ARENAS, MIB, ServerSettings
+        from pixelrefer.server.settings import MALLOC_ARENAS
         from pixelrefer.utils.memory import cap_malloc_arenas
     except ImportError as exc:
         fail(1, f"the server needs the serve extra (pip install 'pixelrefer[serve]'): {exc}")
@@ -82,7 +85,7 @@ def serve(
             pipeline.engine = VLLMEngine(vllm_url, model=vllm_model)
             console.print(f"generating with vLLM at {vllm_url} (model {pipeline.engine.model})")
         settings = ServerSettings(
-            model_name="pixelrefer", max_queue=max_queue, max_upload_bytes=int(max_upload_mb * MIB),
+            max_queue=max_queue, max_upload_bytes=int(max_upload_mb * MIB),
             max_video_seconds=max_video_seconds, max_video_frames=max_video_frames, video_fps=video_fps,
             request_timeout_s=timeout, max_new_tokens=max_new_tokens, max_batch=max_batch,
             max_connections=max_connections, header_timeout_s=header_timeout, body_timeout_s=body_timeout,

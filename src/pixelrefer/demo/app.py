@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from pixelrefer.demo.defaults import DemoDefaults
 from pixelrefer.demo.session import MODES, TASKS, DemoController, DemoError, DemoSession
 
 logger = logging.getLogger(__name__)
@@ -26,12 +27,6 @@ INTRO = (
     "corners of a **box**; open *Scribble* to paint a region. **New region** starts another one. "
     "3. Ask a question with `<region>` (or none: the regions are named for you) or pick a task."
 )
-
-
-@dataclass(frozen=True)
-class DemoDefaults:
-    max_new_tokens: int = 128
-    temperature: float = 0.0
 
 
 def _editor_value(image: np.ndarray | None) -> dict[str, Any] | None:
@@ -84,7 +79,7 @@ def _layout(defaults: DemoDefaults) -> Controls:
             upload = gr.File(label="Image or video", file_types=["image", "video"], elem_id="media-upload")
             canvas = gr.Image(label="Click to add regions", interactive=False, type="numpy", format="png",
                               elem_id="canvas")
-            frame = gr.Slider(0, 1, value=0, step=1, label="Frame", visible=False, elem_id="frame")
+            frame = gr.Slider(0, 1, value=0, step=1, label="Sampled frame", visible=False, elem_id="frame")
             mode = gr.Radio(list(MODES), value=MODES[0], label="A click adds", elem_id="mode")
             with gr.Row():
                 new_btn = gr.Button("New region", elem_id="new-region")

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from pixelrefer.demo.defaults import DEMO_DEFAULTS
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.errors import PixelReferError
-from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.limits import limits_for, use_limits
 from pixelrefer.media import DEFAULT_SAMPLING, Media, load_media
 from pixelrefer.processing.prompts import MENU_TASKS, menu_question
@@ -216,8 +217,9 @@ class DemoController:
         except PixelReferError as exc:
             raise DemoError(str(exc)) from exc
 
-    def ask(self, session: DemoSession, question: str, task: str, max_new_tokens: int = 128,
-            temperature: float = 0.0) -> Iterator[str]:
+    def ask(self, session: DemoSession, question: str, task: str,
+            max_new_tokens: int = DEMO_DEFAULTS.max_new_tokens,
+            temperature: float = DEMO_DEFAULTS.temperature) -> Iterator[str]:
         """Stream the answer: each yield is the text so far."""
         if not session.loaded:
             raise DemoError("upload an image or a video first")
@@ -225,8 +227,8 @@ class DemoController:
         # each region as the user drew it: its mask on the frame it was drawn on; the predictor applies its own
         # rule from there (Lite carries it through a video), exactly as for the CLI, the server and the API
         regions = [Region.from_frames({r.frame: r.resolved.masks[r.frame]}) for r in session.finished()]
-        generation = GenerationConfig(max_new_tokens=int(max_new_tokens), do_sample=temperature > 0,
-                                      temperature=float(temperature) if temperature > 0 else 0.2, seed=0)
+        sampling = {"do_sample": True, "temperature": float(temperature)} if temperature > 0 else {}
+        generation = GenerationConfig(max_new_tokens=int(max_new_tokens), seed=0, **sampling)
         answer = ""
         try:
             for piece in self.pipeline.stream(session.media, regions, text, generation):

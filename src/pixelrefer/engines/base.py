@@ -9,8 +9,8 @@ from typing import Protocol
 
 import torch
 
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.errors import ConfigError
-from pixelrefer.inference.generation import GenerationConfig
 
 ENGINES = ("transformers", "vllm")
 

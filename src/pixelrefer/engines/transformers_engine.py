@@ -12,7 +12,7 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from pixelrefer.engines.base import EmbedsPrompt
-from pixelrefer.inference.generation import CancelCriteria, GenerationConfig, cancel_checks
+from pixelrefer.engines.generation import CancelCriteria, GenerationConfig, cancel_checks
 from pixelrefer.utils.rng import seeded
 
 _END = object()

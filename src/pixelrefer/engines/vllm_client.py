@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from pixelrefer.engines.base import EmbedsPrompt
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.errors import ConfigError, PixelReferError
-from pixelrefer.inference.generation import GenerationConfig
 
 logger = logging.getLogger(__name__)
 

@@ -35,8 +35,7 @@ import torch
 
 from pixelrefer.constants import IM_END
 from pixelrefer.engines.base import EmbedsPrompt, Engine
-from pixelrefer.engines.transformers_engine import TransformersEngine, cut
-from pixelrefer.inference.generation import (
+from pixelrefer.engines.generation import (
     CancelCriteria,
     GenerationConfig,
     cancel_checks,
@@ -44,6 +43,7 @@ from pixelrefer.inference.generation import (
     join_prefix_and_suffixes,
     stop_token_ids,
 )
+from pixelrefer.engines.transformers_engine import TransformersEngine, cut
 from pixelrefer.inference.resolve import Prepared, prepare
 from pixelrefer.limits import check_prompt_tokens, check_question, check_region_count
 from pixelrefer.model.convert import CheckpointError

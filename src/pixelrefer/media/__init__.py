@@ -11,22 +11,40 @@
   indices onto sampled frames; :func:`write_video` writes mp4 (PyAV) or GIF (PIL) for inspection.
 """
 
-from pixelrefer.media.container import Media, map_frames
-from pixelrefer.media.detect import is_video_path, media_kind, sniff
-from pixelrefer.media.errors import MediaError
-from pixelrefer.media.image import load_image
-from pixelrefer.media.load import load_media, load_video
-from pixelrefer.media.sampling import DEFAULT_SAMPLING, OFFICIAL_EVAL_SAMPLING, VideoSampling
-from pixelrefer.media.video import clip_from_frames, read_video, read_video_bytes, write_video
+from __future__ import annotations
 
-VideoClip = Media  # the former name of the container, kept while cli/ask.py and cli/segment.py still use it
+from importlib import import_module
+from typing import Any
+
+from pixelrefer.media.errors import MediaError
+from pixelrefer.media.sampling import DEFAULT_SAMPLING, OFFICIAL_EVAL_SAMPLING, VideoSampling
+
+# The rest is imported on first use (PEP 562), so the sampling defaults and MediaError can be read without
+# numpy, PIL or a video decoder (the command line's option defaults and `pixelrefer ask --server` need only them).
+_LAZY = {
+    "Media": "container", "map_frames": "container", "is_video_path": "detect", "media_kind": "detect",
+    "sniff": "detect", "load_image": "image", "load_media": "load", "load_video": "load",
+    "clip_from_frames": "video", "read_video": "video", "read_video_bytes": "video", "write_video": "video",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f"pixelrefer.media.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "DEFAULT_SAMPLING",
     "OFFICIAL_EVAL_SAMPLING",
     "Media",
     "MediaError",
-    "VideoClip",
     "VideoSampling",
     "clip_from_frames",
     "is_video_path",

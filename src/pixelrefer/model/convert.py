@@ -34,7 +34,7 @@ from pixelrefer.config import (
 )
 from pixelrefer.constants import IMAGE_TOKEN, PATCH_SIZE, REGION_TOKEN
 from pixelrefer.errors import CheckpointError, ConfigError
-from pixelrefer.processing.image import ImageProcessorSettings
+from pixelrefer.image_settings import ImageProcessorSettings
 
 logger = logging.getLogger(__name__)
 

@@ -60,7 +60,6 @@ CHAT_TEMPLATE = (
 )
 
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
-TURN_END = "<|im_end|>\n"
 
 _REGION_RE = re.compile(re.escape(REGION_PLACEHOLDER))
 _MEDIA_TAG_RE = re.compile(rf"{re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TAG)}")

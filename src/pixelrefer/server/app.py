@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, Form, UploadFile
 
 from pixelrefer.limits import check_question
+from pixelrefer.media import Media
 from pixelrefer.processing.prompts import compose_question
 from pixelrefer.server import openai_compat as oa
 from pixelrefer.server.errors import ApiError, install_error_handlers
@@ -147,7 +148,8 @@ def _add_region_routes(app: FastAPI, settings: ServerSettings, service: ModelSer
         resolved = await wait(future, settings.request_timeout_s, cancel)
         height, width = got.media.size
         return SegmentResponse(media=got.media.kind, height=height, width=width,
-                               regions=[region_out(i, r, m) for i, (r, m) in enumerate(zip(got.regions, resolved))])
+                               regions=[region_out(i, r, m, _source_frames(got.media))
+                                        for i, (r, m) in enumerate(zip(got.regions, resolved))])
 
     @app.post("/v1/ask", response_model=AskResponse, responses=ERRORS, tags=["regions"])
     async def ask_json(body: AskBody) -> Any:
@@ -225,6 +227,10 @@ async def _open_stream(worker: ModelWorker, service: ModelService, question: Que
     return stream
 
 
+def _source_frames(media: Media) -> list[int] | None:
+    return list(media.frame_indices) if media.is_video else None
+
+
 async def _stream_answer(worker: ModelWorker, service: ModelService, question: Question,
                          settings: ServerSettings) -> EventStream:
     stream = await _open_stream(worker, service, question, settings)
@@ -234,7 +240,8 @@ async def _stream_answer(worker: ModelWorker, service: ModelService, question: Q
             if kind == "piece":
                 yield sse({"text": value})
             elif kind == "result":
-                outs = [region_out(i, r, m).model_dump() for i, (r, m) in enumerate(zip(question.regions, value))]
+                outs = [region_out(i, r, m, _source_frames(question.media)).model_dump()
+                        for i, (r, m) in enumerate(zip(question.regions, value))]
                 yield sse({"done": True, "question": question.text, "regions": outs})
             else:
                 yield f"event: error\n{sse(value)}"

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixelrefer.errors import LimitError
+from pixelrefer.inference.resolve import on_sampled_frames
 from pixelrefer.limits import check_region_count
-from pixelrefer.media import Media
+from pixelrefer.media import Media, MediaError
 from pixelrefer.regions import Region, RegionError
 from pixelrefer.server.errors import ApiError
 from pixelrefer.server.media_io import decode_base64, decode_media
@@ -33,11 +34,18 @@ def prepare(settings: ServerSettings, data: bytes | str, raw_regions: Sequence[A
     ``data`` (bytes, or base64 / a data URL as text): a bad region is refused before the media are decoded.
     Counts and declared sizes are checked before decoding, with the limits in force
     (:func:`pixelrefer.limits.use_limits`, set per request by the app). With no region, an RGBA image's own
-    alpha is the region."""
+    alpha is the region. On a video, each region's ``"frame"`` keys are SOURCE frame indices (as the CLI's
+    ``--frame``), moved here to the nearest sampled frame (:func:`pixelrefer.inference.resolve.on_sampled_frames`,
+    the one mapping, :func:`pixelrefer.media.map_frames`); the responses report both."""
     raw = list(raw_regions) + [{"type": "mask_png", "data": base64.b64encode(m).decode()} for m in masks]
     check_region_count(len(raw))
     regions = parse_regions(raw)
     media = decode_media(decode_base64(data, settings, what) if isinstance(data, str) else data, settings)
+    if media.is_video and regions:
+        try:
+            regions, _ = on_sampled_frames(regions, media)
+        except MediaError as exc:  # a frame outside the video: the region is wrong, not the media
+            raise ApiError(422, "invalid_region", str(exc)) from exc
     if not regions and media.alpha is not None:
         regions.append(Region.from_mask(media.alpha))
     return Prepared(media, regions)

@@ -29,7 +29,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pixelrefer.server.errors import error_body
-from pixelrefer.server.settings import ServerSettings
+from pixelrefer.server.settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class GuardedH11Protocol(H11Protocol):
         self.drop(503, "Service Unavailable", "overloaded", "too many open connections; retry later")
 
 
-def uvicorn_config(app: Any, settings: ServerSettings, host: str = "127.0.0.1", port: int = 8000,
+def uvicorn_config(app: Any, settings: ServerSettings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                    log_level: str = "info") -> uvicorn.Config:
     """The uvicorn configuration the server runs under (``pixelrefer serve``, tests, benchmarks)."""
     protocol = type("PixelReferH11Protocol", (GuardedH11Protocol,), {"settings": settings})

@@ -63,6 +63,9 @@ class RegionOut(BaseModel):
     area: dict[str, int]
     bbox: dict[str, list[int]]
     segmenter: str | None = None
+    source_frames: list[int] | None = Field(
+        None, description="video: the source frame index of each sampled frame in `frames` (a region's `frame` is a "
+                          "source frame index, moved to the nearest sampled frame)")
 
 
 class AnswerOut(BaseModel):

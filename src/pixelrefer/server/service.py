@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from pixelrefer.engines.generation import GenerationConfig
 from pixelrefer.inference.api import Answer, AskRequest
-from pixelrefer.inference.generation import GenerationConfig
 from pixelrefer.media import Media
 from pixelrefer.regions import Region, ResolvedRegion, encode_rle
 from pixelrefer.server.errors import ApiError
@@ -47,9 +47,8 @@ def generation_config(settings: ServerSettings, max_new_tokens: int | None, temp
     n = max_new_tokens or settings.max_new_tokens
     if n > settings.max_new_tokens_limit:
         raise ApiError(400, "invalid_request", f"max tokens {n} exceeds this server's limit {settings.max_new_tokens_limit}")
-    sample = bool(temperature)
-    return GenerationConfig(max_new_tokens=n, do_sample=sample, temperature=temperature or 0.2,
-                            top_p=top_p or 0.9, seed=seed)
+    given = {name: value for name, value in (("temperature", temperature), ("top_p", top_p)) if value}
+    return GenerationConfig(max_new_tokens=n, do_sample=bool(temperature), seed=seed, **given)  # else its defaults
 
 
 class ModelService:
@@ -103,7 +102,10 @@ def _pipeline_segmenter(pipeline: Any) -> Any:
     return segmenter
 
 
-def region_out(index: int, region: Region | None, resolved: ResolvedRegion) -> RegionOut:
+def region_out(index: int, region: Region | None, resolved: ResolvedRegion,
+               source_frames: Sequence[int] | None = None) -> RegionOut:
+    """A resolved region for a response; on a video ``source_frames`` (the source frame of each sampled frame)
+    adds the source frame of each of its sampled frames."""
     masks, area, bbox = {}, {}, {}
     for frame, mask in sorted(resolved.masks.items()):
         key = str(frame)
@@ -112,12 +114,15 @@ def region_out(index: int, region: Region | None, resolved: ResolvedRegion) -> R
         ys, xs = np.nonzero(mask)
         bbox[key] = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else [0, 0, 0, 0]
     kind = region.kind if region is not None else resolved.source
-    return RegionOut(index=index, kind=kind, frames=sorted(resolved.masks), masks=masks, area=area, bbox=bbox,
-                     segmenter=resolved.segmenter)
+    frames = sorted(resolved.masks)
+    return RegionOut(index=index, kind=kind, frames=frames, masks=masks, area=area, bbox=bbox,
+                     segmenter=resolved.segmenter,
+                     source_frames=None if source_frames is None else [source_frames[f] for f in frames])
 
 
 def answer_out(answer: Answer, regions: Sequence[Region | None]) -> AnswerOut:
     resolved = list(answer.regions)
-    outs = [region_out(i, regions[i] if i < len(regions) else None, r) for i, r in enumerate(resolved)]
+    outs = [region_out(i, regions[i] if i < len(regions) else None, r, answer.source_frames)
+            for i, r in enumerate(resolved)]
     return AnswerOut(text=answer.text, completion_tokens=len(answer.token_ids), prompt_tokens=answer.prompt_tokens,
                      regions=outs)

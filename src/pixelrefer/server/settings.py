@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pixelrefer.constants import DEFAULT_ANSWER_TOKENS
 from pixelrefer.limits import MIB, Limits, limits_for
 from pixelrefer.media import DEFAULT_SAMPLING, VideoSampling
 
-__all__ = ["MALLOC_ARENAS", "MIB", "ServerSettings"]  # MIB: re-exported from pixelrefer.limits for the CLI
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "MALLOC_ARENAS", "MIB", "ServerSettings"]  # MIB: re-exported from pixelrefer.limits for the CLI
 
 # glibc malloc arenas for the server process: with the default (8 per core) the request threads' arenas fragment
 # and resident memory crept up ~2-4 MB per round of benchmarks/load_faults.py; capped at 2 it levels off.
 MALLOC_ARENAS = 2
+DEFAULT_HOST = "127.0.0.1"  # loopback unless the user binds another address (pixelrefer serve and demo)
+DEFAULT_PORT = 8000
 _SERVER = limits_for("server")  # the defaults of every input limit live in pixelrefer.limits
 
 
@@ -56,7 +59,7 @@ class ServerSettings:
     max_video_frames: int | None = DEFAULT_SAMPLING.max_frames
     video_fps: float | None = DEFAULT_SAMPLING.fps
     request_timeout_s: float = 120.0
-    max_new_tokens: int = 128
+    max_new_tokens: int = DEFAULT_ANSWER_TOKENS
     max_new_tokens_limit: int = 1024
     max_regions: int = _SERVER.max_regions
     max_image_pixels: int = _SERVER.max_image_pixels

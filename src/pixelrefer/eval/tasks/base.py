@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pixelrefer.errors import ConfigError
+from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.judge import Judge
-from pixelrefer.eval.types import BadItem, EvalItem
+from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest, bad_item_builder
 
 Record = dict[str, Any]
 
@@ -77,6 +78,36 @@ class Task(ABC):
     @abstractmethod
     def score(self, records: list[Record], ctx: ScoreContext) -> TaskResult:
         """Score all prediction records (failed items included, as wrong)."""
+
+
+class EntryTask(Task):
+    """A benchmark whose file is a JSON or JSONL list with one item per entry: subclasses give the reference
+    fields of an entry and the request builder of an item."""
+
+    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
+        def build(item_id: str, entry: Any) -> Callable[[], EvalRequest]:
+            if not isinstance(entry, dict):
+                return bad_item_builder("entry is not an object")
+            return self.builder(item_id, entry, media_root)
+
+        return numbered_items(load_json_or_jsonl(data), self.reference_fields, build)
+
+    @abstractmethod
+    def reference_fields(self, entry: Any) -> dict[str, Any]:
+        """What an item's record keeps of its entry (ground truth, media name, question type)."""
+
+    @abstractmethod
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
+        """The lazy request builder of an item whose entry is an object (raises :class:`BadItem` for a bad
+        entry when called); an entry that is not an object is a bad item without it."""
+
+
+def numbered_items(entries: Iterable[Any], reference: Callable[[Any], dict[str, Any]],
+                   build: Callable[[str, Any], Callable[[], EvalRequest]]) -> list[EvalItem]:
+    """One item per entry, its id and index its position: ``reference(entry)`` gives its reference fields and
+    ``build(item_id, entry)`` its lazy request builder (the load loop of every one-item-per-entry benchmark)."""
+    return [EvalItem(str(index), index, reference(entry), build(str(index), entry))
+            for index, entry in enumerate(entries)]
 
 
 def resolve_media(root: Path, name: str, subdirs: tuple[str, ...] = ("",)) -> Path:

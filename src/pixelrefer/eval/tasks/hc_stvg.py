@@ -11,11 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import decode_segmentation, require_file
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
+from pixelrefer.eval.tasks.base import (
+    EntryTask,
+    Record,
+    ScoreContext,
+    TaskResult,
+    require,
+    resolve_media,
+)
 from pixelrefer.eval.tasks.captioning import score_captions
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.eval.types import BadItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
 from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
@@ -32,27 +38,22 @@ def _reference(entry: Any) -> str:
     return str(conversations[1].get("value", "")) if len(conversations) > 1 else ""
 
 
-class HCSTVG(Task):
+def _reference_fields(entry: Any) -> dict[str, Any]:
+    video = entry.get("video") if isinstance(entry, dict) else None
+    return {"video": video[0] if isinstance(video, list) and video else video, "Answer": _reference(entry)}
+
+
+class HCSTVG(EntryTask):
     name = "hc_stvg"
     title = "HC-STVG video region captioning"
     modality = "video"
     anchor_key = "hc_stvg"
 
-    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        items = []
-        for index, entry in enumerate(load_json_or_jsonl(data)):
-            video = entry.get("video") if isinstance(entry, dict) else None
-            ref = {
-                "video": video[0] if isinstance(video, list) and video else video,
-                "Answer": _reference(entry),
-            }
-            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
-        return items
+    def reference_fields(self, entry: Any) -> dict[str, Any]:
+        return _reference_fields(entry)
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
-            if not isinstance(entry, dict):
-                raise BadItem("entry is not an object")
             if "masks" in entry:
                 return self._build_allframe(item_id, entry, media_root)
             video, frame_idx, rle = require(entry, "video", "frame_idx", "mask")

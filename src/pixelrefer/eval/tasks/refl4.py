@@ -16,7 +16,15 @@ from typing import Any, ClassVar
 from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.judge import JudgeNotConfigured
 from pixelrefer.eval.masks import box_mask, require_file
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
+from pixelrefer.eval.tasks.base import (
+    Record,
+    ScoreContext,
+    Task,
+    TaskResult,
+    numbered_items,
+    require,
+    resolve_media,
+)
 from pixelrefer.eval.tasks.captioning import score_captions
 from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
 from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
@@ -33,18 +41,18 @@ OUTPUT: a white washing machine
 
 def load_refl4(data: Path, media_root: Path, prompt: str) -> list[EvalItem]:
     """Items of the Objects365 part of Ref-L4 (entries with another ``ori_dataset`` are skipped)."""
-    items: list[EvalItem] = []
-    for entry in load_json_or_jsonl(data):
-        source = str(entry.get("ori_dataset", "objects365")) if isinstance(entry, dict) else "objects365"
-        if not source.lower().startswith("objects365"):
-            continue
-        index = len(items)
-        ref = {
-            "image": entry.get("file_name") if isinstance(entry, dict) else None,
-            "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else "",
-        }
-        items.append(EvalItem(str(index), index, ref, _builder(str(index), entry, media_root, prompt)))
-    return items
+    entries = [e for e in load_json_or_jsonl(data) if _source(e).lower().startswith("objects365")]
+    return numbered_items(entries, _reference_fields, lambda item_id, entry: _builder(item_id, entry, media_root, prompt))
+
+
+def _source(entry: Any) -> str:
+    return str(entry.get("ori_dataset", "objects365")) if isinstance(entry, dict) else "objects365"
+
+
+def _reference_fields(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        return {"image": None, "Answer": ""}
+    return {"image": entry.get("file_name"), "Answer": str(entry.get("caption", ""))}
 
 
 def _builder(item_id: str, entry: Any, media_root: Path, prompt: str) -> Callable[[], EvalRequest]:

@@ -6,37 +6,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.masks import box_mask, require_file
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, require, resolve_media
+from pixelrefer.eval.tasks.base import (
+    EntryTask,
+    Record,
+    ScoreContext,
+    TaskResult,
+    require,
+    resolve_media,
+)
 from pixelrefer.eval.tasks.captioning import score_captions
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.eval.types import BadItem, EvalRequest
 from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
 PROMPT = BENCHMARK_PROMPTS["vg"]
 
 
-class VG(Task):
+def _reference_fields(entry: Any) -> dict[str, Any]:
+    image = entry.get("image") if isinstance(entry, dict) else None
+    return {"image": image[0] if isinstance(image, list) and image else image,
+            "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else ""}
+
+
+class VG(EntryTask):
     name = "vg"
     title = "Visual Genome region captioning"
     anchor_key = "vg"
 
-    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        items = []
-        for index, entry in enumerate(load_json_or_jsonl(data)):
-            image = entry.get("image") if isinstance(entry, dict) else None
-            image_name = image[0] if isinstance(image, list) and image else image
-            ref = {
-                "image": image_name,
-                "Answer": str(entry.get("caption", "")) if isinstance(entry, dict) else "",
-            }
-            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
-        return items
+    def reference_fields(self, entry: Any) -> dict[str, Any]:
+        return _reference_fields(entry)
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
-            if not isinstance(entry, dict):
-                raise BadItem("entry is not an object")
             image, height, width, boxes = require(entry, "image", "height", "width", "boxes")
             name = image[0] if isinstance(image, list) and image else image
             if not isinstance(name, str) or not isinstance(boxes, list) or not boxes:

@@ -7,10 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pixelrefer.eval.io import load_json_or_jsonl
-from pixelrefer.eval.tasks.base import Record, ScoreContext, Task, TaskResult, counts_of, failure_notes
+from pixelrefer.eval.tasks.base import (
+    EntryTask,
+    Record,
+    ScoreContext,
+    TaskResult,
+    counts_of,
+    failure_notes,
+)
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.eval.types import BadItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
 from pixelrefer.processing.prompts import BENCHMARK_PROMPTS
 
@@ -54,28 +60,24 @@ def parse_dimensions(reply: str) -> dict[str, float]:
     return out
 
 
-class VideoReferD(Task):
+def _reference_fields(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        return {"Answer": ""}
+    return {"video": entry.get("video"), "Answer": str(entry.get("caption", ""))}
+
+
+class VideoReferD(EntryTask):
     name = "videorefer_d"
     title = "VideoRefer-Bench-D"
     modality = "video"
     judge = "required"
     anchor_key = "videorefer_d"
 
-    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        items = []
-        for index, entry in enumerate(load_json_or_jsonl(data)):
-            ref = (
-                {"video": entry.get("video"), "Answer": str(entry.get("caption", ""))}
-                if isinstance(entry, dict)
-                else {"Answer": ""}
-            )
-            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
-        return items
+    def reference_fields(self, entry: Any) -> dict[str, Any]:
+        return _reference_fields(entry)
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
-            if not isinstance(entry, dict):
-                raise BadItem("entry is not an object")
             regions = object_masks(entry, all_frames=self.variant == "lite")
             if len(regions) != 1:
                 raise BadItem(f"a description item refers to one object, this one has {len(regions)}")

@@ -6,19 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pixelrefer.eval.io import load_json_or_jsonl
 from pixelrefer.eval.metrics.mcq import accuracy_by_type, answer_letter, videorefer_letter
 from pixelrefer.eval.tasks.base import (
+    EntryTask,
     Record,
     ScoreContext,
-    Task,
     TaskResult,
     counts_of,
     failure_notes,
     require,
 )
 from pixelrefer.eval.tasks.videorefer import object_masks, video_path
-from pixelrefer.eval.types import BadItem, EvalItem, EvalRequest
+from pixelrefer.eval.types import BadItem, EvalRequest
 from pixelrefer.media import OFFICIAL_EVAL_SAMPLING
 from pixelrefer.processing.prompts import count_region_placeholders, inline_choices
 
@@ -31,29 +30,24 @@ TYPE_SHORT = {
 }
 
 
-class VideoReferQ(Task):
+def _reference_fields(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        return {"Answer": "", "type": "unknown"}
+    return {"video": entry.get("video"), "Answer": str(entry.get("Answer", "")),
+            "type": str(entry.get("type", "unknown"))}
+
+
+class VideoReferQ(EntryTask):
     name = "videorefer_q"
     title = "VideoRefer-Bench-Q"
     modality = "video"
     anchor_key = "videorefer_q"
 
-    def load(self, data: Path, media_root: Path) -> list[EvalItem]:
-        items = []
-        for index, entry in enumerate(load_json_or_jsonl(data)):
-            ref: dict[str, Any] = {"Answer": "", "type": "unknown"}
-            if isinstance(entry, dict):
-                ref = {
-                    "video": entry.get("video"),
-                    "Answer": str(entry.get("Answer", "")),
-                    "type": str(entry.get("type", "unknown")),
-                }
-            items.append(EvalItem(str(index), index, ref, self._builder(str(index), entry, media_root)))
-        return items
+    def reference_fields(self, entry: Any) -> dict[str, Any]:
+        return _reference_fields(entry)
 
-    def _builder(self, item_id: str, entry: Any, media_root: Path) -> Callable[[], EvalRequest]:
+    def builder(self, item_id: str, entry: dict[str, Any], media_root: Path) -> Callable[[], EvalRequest]:
         def build() -> EvalRequest:
-            if not isinstance(entry, dict):
-                raise BadItem("entry is not an object")
             question, options = require(entry, "Question", "options")
             if not isinstance(options, list) or not options:
                 raise BadItem("'options' must be a non-empty list")
