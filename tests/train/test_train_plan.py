@@ -39,3 +39,13 @@ def test_memory_falls_with_sharding():
     assert per["fsdp2"] < per["deepspeed_zero2"]
     offload = memory(p, t, "deepspeed_zero3", n, True, True, True)
     assert offload["device"] < per["deepspeed_zero3"] and offload["host"] > 0
+
+
+def test_recipe_plan_is_sized_for_its_own_tokenizer(tmp_path):
+    """Before its data exist, the nano recipe is planned at the vocabulary it will train (not Qwen2's 151k)."""
+    from pixelrefer.recipes.config import load_recipe_config
+
+    cfg = load_recipe_config("nano", [f"data.root={tmp_path / 'absent'}"])
+    sized = plan_run(cfg, processes=1, vocab_size=cfg.data.vocab_size)
+    assert sum(sized.params.values()) < 5_000_000
+    assert sum(plan_run(cfg, processes=1).params.values()) > 20_000_000  # the Qwen2-vocabulary default

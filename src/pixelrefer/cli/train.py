@@ -39,7 +39,8 @@ def train(
         from pixelrefer.train.plan import plan_run
 
         vision = plan_line(cfg)
-        for line in ([vision] if vision else []) + plan_run(cfg, processes or int(os.environ.get("WORLD_SIZE", "1"))).lines():
+        for line in ([vision] if vision else []) + plan_run(cfg, processes or int(os.environ.get("WORLD_SIZE", "1")),
+                                                                 cfg.data.vocab_size).lines():
             typer.echo(line)
         return
     from pixelrefer.train.distributed import close_processes

@@ -55,20 +55,27 @@ class Plan:
         return out
 
 
+QWEN2_VOCAB = 151669  # Qwen2's vocabulary with <REGION>: the default when neither a tokenizer nor its size is known
+
+
 class _PlanTokenizer:
-    """Stands in for a tokenizer when a preset is planned without one: token ids do not change the plan."""
+    """Stands in for a tokenizer when a preset is planned without one: only its length changes the plan."""
 
     eos_token_id = pad_token_id = 0
 
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+
     def __len__(self) -> int:
-        return 151669  # Qwen2's vocabulary with <REGION>; the 2b/7b presets set their own
+        return self.vocab_size
 
     def convert_tokens_to_ids(self, token: str) -> int:
         return 0
 
 
-def meta_model(cfg: TrainConfig):
-    """The run's model on the meta device: ``init_from``'s config.json if it is on disk, else the preset."""
+def meta_model(cfg: TrainConfig, vocab_size: int | None = None):
+    """The run's model on the meta device: ``init_from``'s config.json if it is on disk, else the preset sized for
+    the run's tokenizer (its folder if built, else ``vocab_size``, the size a recipe will train it to)."""
     from pixelrefer.config import PixelReferConfig
     from pixelrefer.model.modeling import PixelReferForConditionalGeneration
 
@@ -85,7 +92,13 @@ def meta_model(cfg: TrainConfig):
     if config is None:
         from pixelrefer.presets import preset_config
 
-        config = preset_config(cfg.model.preset, _PlanTokenizer(), **cfg.model.overrides)
+        from pixelrefer.train.run import load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(cfg)
+        except FileNotFoundError:
+            tokenizer = _PlanTokenizer(vocab_size or QWEN2_VOCAB)
+        config = preset_config(cfg.model.preset, tokenizer, **cfg.model.overrides)
     with torch.device("meta"):
         model = PixelReferForConditionalGeneration(config)
     return model, f"{config.variant} ({source})"
@@ -118,12 +131,12 @@ def memory(params: int, trainable: int, strategy: str, processes: int, bf16: boo
     return out
 
 
-def plan_run(cfg: TrainConfig, processes: int) -> Plan:
+def plan_run(cfg: TrainConfig, processes: int, vocab_size: int | None = None) -> Plan:
     from pixelrefer.train.loop import resolve_stage
     from pixelrefer.train.lora import apply_lora, trainable_predicate
 
     cfg = cfg.for_processes(processes)
-    model, architecture = meta_model(cfg)
+    model, architecture = meta_model(cfg, vocab_size)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
     stage = resolve_stage(cfg)
