@@ -91,7 +91,6 @@ def meta_model(cfg: TrainConfig, vocab_size: int | None = None):
         source = str(folder)
     if config is None:
         from pixelrefer.presets import preset_config
-
         from pixelrefer.train.run import load_tokenizer
 
         try:
