@@ -6,7 +6,7 @@ the official ones recorded in that document. Region encoding is bound by the vis
 the crop patches; our masks are not the official run's, so both patch counts and the time per patch are printed.
 
 The same run then measures, each side by side with the plain path (one model in memory at a time):
-  * lite: PixelRefer-Lite vs PixelRefer, time to first token (and 16 tokens) for the image + 1 region;
+  * lite: PixelRefer-Lite vs PixelRefer, time to first token for the image + 1 region (and 16 tokens with anchor);
   * describe: ``describe_each`` of 8 regions (shared media prefix, one batch) vs 8 independent ``ask`` queries;
   * chat: a follow-up turn of a ``chat`` session (KV cache kept) vs its first turn;
   * video: 16 frames of 640x480 + 1 region, time to first token, PixelRefer vs PixelRefer-Lite.
@@ -157,9 +157,10 @@ def measure_regions(run: Run, pr: PixelRefer, img, masks) -> None:
         print(line, flush=True)
 
 
-def measure_one_query(run: Run, pr: PixelRefer, img, region, prefix: str = "") -> None:
-    """Time to first token and 16 tokens for the image + 1 region."""
-    for label, gen in (("time to first token, 1 image + 1 region", TTFT), ("16 new tokens, 1 image + 1 region", GEN16)):
+def measure_one_query(run: Run, pr: PixelRefer, img, region, prefix: str = "", tokens16: bool = True) -> None:
+    """Time to first token (and 16 tokens) for the image + 1 region."""
+    cases = (("time to first token, 1 image + 1 region", TTFT), ("16 new tokens, 1 image + 1 region", GEN16))
+    for label, gen in cases[: 1 + tokens16]:
         def ask(gen=gen):
             answer = pr.ask(img, [region], QUESTION, gen)
             assert len(answer.token_ids) == gen.max_new_tokens, len(answer.token_ids)
@@ -193,12 +194,6 @@ def measure_video(run: Run, pr: PixelRefer, img, masks, prefix: str = "video") -
     frames, region = video_scene(img, masks[0])
     run.time(f"{prefix}: time to first token, {VIDEO_FRAMES} frames + 1 region",
              lambda: pr.ask(frames, [region], QUESTION, TTFT))
-
-
-def free(pr: PixelRefer) -> None:
-    """Drop a model before the next one is built (a 2B fp32 model is ~8-9 GB)."""
-    del pr
-    gc.collect()
 
 
 def plot(data: dict, path: Path) -> None:
@@ -251,27 +246,34 @@ def main() -> None:
     run = Run(args, args.out / f"{stem}.json")
     img, masks = scene(32)
     region = Region.from_mask(masks[0])
-    if cases & {"lite", "video"}:  # Lite first, so a run cut short during the long full-model cases still has it
+    # Order: the targets' cases first (a run cut short keeps them), the regions-only anchor next, the video pair last
+    # (back to back); Lite is built twice for that rather than holding two 2B models at once.
+    if "lite" in cases:
         lite = load(run, LITE_OF[args.shape])
         warm_up(lite, img, masks)
-        if "lite" in cases:
-            measure_one_query(run, lite, img, region, prefix="Lite: ")
-        if "video" in cases:
-            measure_video(run, lite, img, masks, prefix="Lite video")
-        free(lite)
+        measure_one_query(run, lite, img, region, prefix="Lite: ", tokens16="anchor" in cases)
+        del lite  # a 2B fp32 model is ~8-9 GB: one in memory at a time
+        gc.collect()
     pr = load(run, args.shape)
     warm_up(pr, img, masks)
-    if "regions" in cases:
-        measure_regions(run, pr, img, masks)
     if cases & {"anchor", "lite"}:
-        measure_one_query(run, pr, img, region)
+        measure_one_query(run, pr, img, region, tokens16="anchor" in cases)
     if "chat" in cases:
         measure_chat(run, pr, img, region)
     if "describe" in cases:
         measure_describe(run, pr, img, masks)
+    if "regions" in cases:
+        measure_regions(run, pr, img, masks)
     if "video" in cases:
         measure_video(run, pr, img, masks)
-    free(pr)
+    del pr
+    gc.collect()
+    if "video" in cases:
+        lite = load(run, LITE_OF[args.shape])
+        warm_up(lite, img, masks)
+        measure_video(run, lite, img, masks, prefix="Lite video")
+        del lite  # a 2B fp32 model is ~8-9 GB: one in memory at a time
+        gc.collect()
     run.data["load_average_end"] = os.getloadavg()
     run.save()
     peak = run.data["peak_rss_gib"]
