@@ -218,7 +218,7 @@ def plot(data: dict, path: Path) -> None:
         ax.set_xlim(0, max(seconds) * 1.2)
         ax.tick_params(labelsize=8)
     axes[-1, 0].set_xlabel("seconds")
-    load = data.get("load_average_end", data["load_average_start"])
+    load = data.get("load_average_end") or list(data["cases"].values())[-1]["load_average"]  # a run cut short: its last case
     fig.suptitle(f"PixelRefer {data['shape']} shape, random weights, fp32, {data['threads']} threads, CPU "
                  f"(1-min load {data['load_average_start'][0]:.1f} at the start, {load[0]:.1f} at the end)", fontsize=9)
     fig.tight_layout()
@@ -232,7 +232,11 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {','.join(CASES)}")
     ap.add_argument("--reps", type=int, default=1, help="repetitions per case (the median is kept)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--replot", type=Path, default=None, help="only redraw the PNG of this JSON (a run cut short)")
     args = ap.parse_args()
+    if args.replot:
+        plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
+        return
     cases = {"regions"} if args.regions_only else set(args.cases.split(","))
     if cases - set(CASES):
         raise SystemExit(f"unknown cases {sorted(cases - set(CASES))}; choose from {CASES}")
