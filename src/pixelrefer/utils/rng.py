@@ -24,14 +24,7 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
         yield
         return
     device = torch.device(device)
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        with torch.random.fork_rng(devices=[index], device_type="cuda"):
-            torch.default_generator.manual_seed(seed)
-            with torch.cuda.device(index):
-                torch.cuda.manual_seed(seed)
-            yield
-    elif device.type == "mps":
+    if device.type == "mps":  # one generator, no device index: saved and restored by hand
         state = torch.mps.get_rng_state()
         try:
             with torch.random.fork_rng(devices=[]):
@@ -40,8 +33,15 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
                 yield
         finally:
             torch.mps.set_rng_state(state)
-    else:
+    elif device.type == "cpu":
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)
             yield
-
+    else:  # an indexed accelerator (cuda, xpu, ...): fork and seed exactly that device's generator
+        module = torch.get_device_module(device.type)
+        index = device.index if device.index is not None else module.current_device()
+        with torch.random.fork_rng(devices=[index], device_type=device.type):
+            torch.default_generator.manual_seed(seed)
+            with module.device(index):
+                module.manual_seed(seed)
+            yield
