@@ -7,6 +7,10 @@ Only the package's public API is used: ``PixelRefer.processor`` to encode, the m
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -41,3 +45,11 @@ def region_encoding(pr: PixelRefer, img, masks, one_call: bool):
         for i in range(v.num_regions):
             pr.model.vision_model(pixel_values=v.crop_pixels[starts[i]:starts[i + 1]], grid_thw=v.crop_grid[i:i + 1],
                                   merge_sizes=torch.ones(1, dtype=torch.long, device=pr.device))
+
+
+def save_rows(path: Path | None, args: Any, rows: list[dict]) -> None:
+    """Write a probe's rows with the arguments that produced them (``path=None``: nothing)."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))

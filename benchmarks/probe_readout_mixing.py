@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import torch
+from common import save_rows
 
 from pixelrefer.recipes.config import load_recipe_config
 from pixelrefer.recipes.regions import SyntheticRegions, collate_regions
@@ -99,9 +100,7 @@ def main() -> None:
         s, h = r["seen"], r["heldout"]
         print(f"| {r['readout_data']} | {100 * s['all']:.1f} | {100 * h['all']:.1f} | {100 * s['plain_shapes']:.1f} | "
               f"{100 * h['plain_shapes']:.1f} |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))
+    save_rows(args.json, args, rows)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import save_rows
 
 from pixelrefer.recipes.config import load_recipe_config
 from pixelrefer.recipes.vision import pretrain_vision
@@ -75,9 +76,7 @@ def main() -> None:
         v, h = r["val"], r["heldout"]
         print(f"| {r['variant']} | {r['seconds']:.0f} | {100 * v['all']:.1f} | {100 * v['plain_shapes']:.1f} | "
               f"{100 * h['all']:.1f} | {100 * h['plain_shapes']:.1f} | {100 * h.get('tiny', float('nan')):.1f} |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))
+    save_rows(args.json, args, rows)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -29,3 +30,15 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def moving_box_video(path: Path) -> Path:
+    """40 source frames (10 fps) of a red box drifting right: more frames than the default sampling keeps."""
+    from pixelrefer.media import write_video
+
+    frames = []
+    for t in range(40):
+        frame = np.full((48, 48, 3), 225, np.uint8)
+        frame[10:30, 5 + t // 4:25 + t // 4] = (200, 40, 40)
+        frames.append(frame)
+    return write_video(frames, path, fps=10)

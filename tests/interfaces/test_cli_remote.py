@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from interface_scenes import moving_box_video
 from live_server import running
 from typer.testing import CliRunner
 
 from pixelrefer.cli.main import app
-from pixelrefer.media import load_media, write_video
+from pixelrefer.media import load_media
 from pixelrefer.server import ServerSettings, create_app
 
 runner = CliRunner()
@@ -49,12 +49,7 @@ def test_remote_ask_prints_what_the_local_ask_prints(url: str, scene_dir: Path) 
 
 
 def test_remote_frame_is_a_source_frame(url: str, tmp_path: Path) -> None:
-    frames = []
-    for t in range(40):
-        frame = np.full((48, 48, 3), 225, np.uint8)
-        frame[10:30, 5 + t // 4:25 + t // 4] = (200, 40, 40)
-        frames.append(frame)
-    video = write_video(frames, tmp_path / "long.mp4", fps=10)
+    video = moving_box_video(tmp_path / "long.mp4")
     clip = load_media(video)
     args = ["ask", str(video), QUESTION, "--box", "5,10,30,30", "--frame", "13", "--max-new-tokens", "2", "--json"]
     remote = _json_out([*args, "--server", url])

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from interface_scenes import moving_box_video
 from live_server import running
 from PIL import Image
 from typer.testing import CliRunner
@@ -104,12 +105,7 @@ def test_same_answer_through_api_cli_server_and_demo(kind: str, nano, clips, mon
 
 def test_frame_is_a_source_frame_and_its_sampled_frame_is_reported(scene_dir: Path, tmp_path: Path) -> None:
     """40 source frames, 16 sampled: --frame 13 goes on the sampled frame nearest source frame 13, and says so."""
-    frames = []
-    for t in range(40):
-        frame = np.full((48, 48, 3), 225, np.uint8)
-        frame[10:30, 5 + t // 4:25 + t // 4] = (200, 40, 40)
-        frames.append(frame)
-    video = write_video(frames, tmp_path / "long.mp4", fps=10)
+    video = moving_box_video(tmp_path / "long.mp4")
     clip = load_media(video)
     assert clip.num_frames < 40
     result = runner.invoke(app, ["ask", str(video), QUESTION, "--box", "5,10,30,30", "--frame", "13", "--model", "tiny",
