@@ -367,10 +367,15 @@ def regions_on_media(regions: list[Region], media: Media, frame: int) -> tuple[l
 
     position = map_frames([frame], media)[frame]
     mapped, _ = on_sampled_frames(regions, media)
-    if media.frame_indices[position] != frame:
-        console.print(f"frame {frame} is not sampled; the prompts go on the nearest sampled frame "
-                      f"{media.frame_indices[position]} (sampled position {position})", style="dim")
+    note_nearest_frame(frame, media.frame_indices[position], position)
     return mapped, position
+
+
+def note_nearest_frame(frame: int, source: int, position: int) -> None:
+    """Say (dimly) when source frame ``frame`` is not sampled and its prompts go on sampled ``position`` (``source``)."""
+    if source != frame:
+        console.print(f"frame {frame} is not sampled; the prompts go on the nearest sampled frame {source} "
+                      f"(sampled position {position})", style="dim")
 
 
 def prepare(media_path: Path, args: RegionArgs, model_args: ModelArgs, fps: float | None, max_frames: int):

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from pixelrefer.cli.common import EXIT_BAD_INPUT, EXIT_MODEL, console, fail
+from pixelrefer.cli.common import EXIT_BAD_INPUT, EXIT_MODEL, fail, note_nearest_frame
 
 SERVER_ENV = "PIXELREFER_SERVER"
 
@@ -79,9 +79,7 @@ def remote_ask(server: str, media: Path, question: str, regions: list[dict[str, 
     if sampled_of:  # the sampled frame --frame went to: the one nearest it among those the regions use
         position = min(sampled_of, key=lambda f: (abs(sampled_of[f] - frame), f))
         mapped = {"source": frame, "sampled": position, "sampled_source": sampled_of[position]}
-        if sampled_of[position] != frame:
-            console.print(f"frame {frame} is not sampled; the prompts go on the nearest sampled frame "
-                          f"{sampled_of[position]} (sampled position {position})", style="dim")
+        note_nearest_frame(frame, sampled_of[position], position)
     if as_json:
         out: dict[str, Any] = {
             "media": str(media), "question": reply.get("question", question), "latency_s": round(latency, 3),
