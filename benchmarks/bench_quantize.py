@@ -13,10 +13,13 @@ Part 2 (trained): ``pixelrefer eval synthetic`` (in process, the harness and pre
 exact match) on the held-out split of ``pixelrefer synth --seed 0``, for ``nano`` and ``nano-lite`` in each mode.
 Paired standard errors: every item is answered by both fp32 and the quantised model.
 
-Modes: ``fp32``; ``int8`` (the library's: per-token int8 activations x per-channel int8 weights, every LLM
-linear and lm_head); ``int8+vision`` (the vision tower too; part 2 only: part 1 has no vision tower);
-``int8, lm_head fp32`` and ``torch.ao dynamic`` (``quantize_dynamic``: per-tensor 7-bit activations), part 1
-only, to show what the choices cost.
+Modes: ``fp32``; ``int8`` (the library's ``Int8Linear``: per-token int8 activations x per-channel int8 weights
+on fbgemm's prepacked kernel, every LLM linear and lm_head); ``int8+vision`` (the vision tower too; part 2 only:
+part 1 has no vision tower); ``int8, lm_head fp32`` and ``torch.ao dynamic`` (``quantize_dynamic``: per-tensor
+7-bit activations), part 1 only, to show what the choices cost. Part 1 also gives the logit error (not the speed)
+of ``int8, torch._int_mm``, the library's previous kernel (the same per-token scheme with 8-bit weights, exact
+int32 products, but it packs the weight on every call: 0.03-0.05x of fp32 on an AVX2 CPU,
+``benchmarks/bench_int8_kernels.py``). Part 1 runs every mode at each of ``--threads`` in every repeat.
 
     python benchmarks/bench_quantize.py                 # ~65 min on 2 heavily shared cores (6 synthetic runs: 50)
     python benchmarks/bench_quantize.py --layers 2 --repeats 3 --limit 100
@@ -30,6 +33,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import platform
 import statistics
 import tempfile
@@ -38,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_int8_kernels import int_mm
 from torch import nn
 
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
@@ -79,12 +84,35 @@ def _torch_ao_dynamic(model: nn.Module) -> nn.Module:
     return model
 
 
+class IntMMLinear(nn.Module):
+    """The library's previous CPU int8 linear (``torch._int_mm``, per-token x per-channel): accuracy reference."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.product = int_mm(linear.weight.detach().float())
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.product(x.reshape(-1, x.shape[-1]).float()).reshape(*x.shape[:-1], -1)
+        return y if self.bias is None else y + self.bias
+
+
+def _int_mm_model(model: nn.Module) -> nn.Module:
+    for name in [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and
+                 (n == "lm_head" or n.startswith("language_model."))]:
+        parent, _, child = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, child, IntMMLinear(getattr(owner, child)))
+    return model
+
+
 SHAPE_MODES = {
     "fp32": lambda m: m,
     "int8": lambda m: (quantize_model(m, "int8", CPU), m)[1],
     "int8, lm_head fp32": _int8_fp32_head,
     "torch.ao dynamic": _torch_ao_dynamic,
 }
+REFERENCE_MODES = {"int8, torch._int_mm": _int_mm_model}  # logit error and greedy agreement only, not timed
 
 
 def llm_bytes(model: nn.Module, packed: bool) -> int:
@@ -125,26 +153,31 @@ def greedy(model: nn.Module, embeds: torch.Tensor, steps: int) -> tuple[float, l
     return (time.perf_counter() - start) / max(steps - 1, 1), tokens
 
 
-def shape_benchmark(layers: int, prompt: int, new_tokens: int, repeats: int) -> dict[str, Any]:
+def shape_benchmark(layers: int, prompt: int, new_tokens: int, repeats: int, threads: list[int]) -> dict[str, Any]:
     base = llm_2b(layers)
     models = {name: make(copy.deepcopy(base)) for name, make in SHAPE_MODES.items()}
-    del base
     torch.manual_seed(1)
     embeds = torch.randn(1, prompt, models["fp32"].config.text_config.hidden_size) * 0.02
-    times: dict[str, dict[str, list[float]]] = {n: {"prefill": [], "decode": []} for n in models}
+    times = {n: {t: {"prefill": [], "decode": []} for t in threads} for n in models}
     tokens: dict[str, list[int]] = {}
     for name, model in models.items():  # warm-up
         prefill(model, embeds[:, :8])
     for r in range(repeats):
-        for name, model in models.items():  # interleaved: every mode sees the same machine load
-            times[name]["prefill"].append(prefill(model, embeds)[0])
-            step, tokens[name] = greedy(model, embeds, new_tokens)
-            times[name]["decode"].append(step)
-        print(f"repeat {r + 1}/{repeats}: " + ", ".join(f"{n} {t['prefill'][-1]:.2f}s" for n, t in times.items()),
-              flush=True)
+        for t in threads:
+            torch.set_num_threads(t)
+            for name, model in models.items():  # interleaved: every mode sees the same machine load
+                times[name][t]["prefill"].append(prefill(model, embeds)[0])
+                step, tokens[name] = greedy(model, embeds, new_tokens)
+                times[name][t]["decode"].append(step)
+        last = {n: " / ".join(f"{by[t]['prefill'][-1]:.2f}" for t in threads) for n, by in times.items()}
+        print(f"repeat {r + 1}/{repeats}, load average {os.getloadavg()[0]:.1f}, prefill s at {threads} threads: "
+              + ", ".join(f"{n} {v}" for n, v in last.items()), flush=True)
+    for name, make in REFERENCE_MODES.items():
+        models[name] = make(copy.deepcopy(base))
+        tokens[name] = greedy(models[name], embeds, new_tokens)[1]
+    del base
     with torch.no_grad():
         ref = models["fp32"](inputs_embeds=embeds).logits[0]
-    fp32 = times["fp32"]
     results: dict[str, Any] = {}
     for name, model in models.items():
         with torch.no_grad():
@@ -152,20 +185,17 @@ def shape_benchmark(layers: int, prompt: int, new_tokens: int, repeats: int) -> 
         err = (logits - ref).abs()
         same = [a == b for a, b in zip(tokens[name], tokens["fp32"])]
         packed = name == "torch.ao dynamic"
-        weights = llm_bytes(model, packed)
-        layer_bytes = _torch_ao_bytes(model.language_model.layers) if packed else model_bytes(model.language_model.layers)
+        if name in REFERENCE_MODES:  # its int8 weights live in closures: no byte count
+            weights = layer_bytes = None
+        else:
+            weights = llm_bytes(model, packed)
+            layers_module = model.language_model.layers
+            layer_bytes = (_torch_ao_bytes(layers_module) if packed else model_bytes(layers_module)) / layers
         results[name] = {
-            "prefill_s": statistics.median(times[name]["prefill"]),
-            "decode_s_per_token": statistics.median(times[name]["decode"]),
-            "prefill_speedup": statistics.median(fp32["prefill"]) / statistics.median(times[name]["prefill"]),
-            "decode_speedup": statistics.median(fp32["decode"]) / statistics.median(times[name]["decode"]),
-            # the same repeat's fp32 and quantised runs are seconds apart: their ratio sees the least load change
-            "prefill_speedup_paired": statistics.median(a / b for a, b in zip(fp32["prefill"], times[name]["prefill"])),
-            "decode_speedup_paired": statistics.median(a / b for a, b in zip(fp32["decode"], times[name]["decode"])),
-            "prefill_s_all": times[name]["prefill"],
-            "decode_s_all": times[name]["decode"],
+            "threads": ({str(t): timing(times["fp32"][t], times[name][t]) for t in threads}  # JSON's keys
+                        if name in times else None),
             "weights_bytes": weights,
-            "layer_bytes": layer_bytes / layers,
+            "layer_bytes": layer_bytes,
             "logit_max_abs_err": float(err.max()),
             "logit_mean_abs_err": float(err.mean()),
             "logit_mean_abs_fp32": float(ref.abs().mean()),
@@ -175,10 +205,25 @@ def shape_benchmark(layers: int, prompt: int, new_tokens: int, repeats: int) -> 
         }
     other = results["fp32"]["weights_bytes"] - results["fp32"]["layer_bytes"] * layers  # embeddings, final norm
     for name, row in results.items():
+        if row["weights_bytes"] is None:
+            row["memory_ratio"] = row["memory_ratio_28_layers"] = None
+            continue
         row["memory_ratio"] = row["weights_bytes"] / results["fp32"]["weights_bytes"]
         full = row["weights_bytes"] - row["layer_bytes"] * layers + row["layer_bytes"] * FULL_LAYERS
         row["memory_ratio_28_layers"] = full / (other + results["fp32"]["layer_bytes"] * FULL_LAYERS)
     return results
+
+
+def timing(fp32: dict[str, list[float]], mode: dict[str, list[float]]) -> dict[str, Any]:
+    """Medians, the ratio of medians vs fp32, and the median of the per-repeat ratios (the same repeat's fp32 and
+    quantised runs are seconds apart: their ratio sees the least load change)."""
+    row: dict[str, Any] = {}
+    for part in ("prefill", "decode"):
+        row[f"{part}_s"] = statistics.median(mode[part])
+        row[f"{part}_speedup"] = statistics.median(fp32[part]) / statistics.median(mode[part])
+        row[f"{part}_speedup_paired"] = statistics.median(a / b for a, b in zip(fp32[part], mode[part]))
+        row[f"{part}_s_all"] = mode[part]
+    return row
 
 
 # ------------------------------------------------------------------------------------ part 2: synthetic benchmark
@@ -254,16 +299,22 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     shape = results["shape_2b"]
-    names = list(shape)
+    threads = results["setup"]["threads"]
+    timed = [n for n in shape if shape[n]["threads"] is not None]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    x = range(len(names))
-    for offset, key, label in ((-0.3, "prefill_speedup", "prefill"), (-0.1, "decode_speedup", "decode"),
-                               (0.1, "memory_ratio_28_layers", "LLM weights (28 layers)")):
-        axes[0].bar([i + offset for i in x], [shape[n][key] for n in names], width=0.2, label=label)
+    bars = [(f"{part} {t} thr", lambda n, part=part, t=t: shape[n]["threads"][str(t)][f"{part}_speedup_paired"])
+            for part in ("prefill", "decode") for t in threads]
+    bars.append(("LLM weights (28 layers)", lambda n: shape[n]["memory_ratio_28_layers"]))
+    width = 0.8 / len(bars)
+    for j, (label, value) in enumerate(bars):
+        axes[0].bar([i - 0.4 + width * (j + 0.5) for i in range(len(timed))], [value(n) for n in timed],
+                    width=width, label=label)
     axes[0].axhline(1.0, color="grey", lw=0.8)
-    axes[0].set_xticks(list(x), names, rotation=15)
-    axes[0].set_title(f"2B LLM shape, {results['setup']['layers']} layers: ratio vs fp32")
-    axes[0].legend()
+    axes[0].set_xticks(range(len(timed)), timed, rotation=15)
+    axes[0].set_title(f"2B LLM shape, {results['setup']['layers']} layers: vs fp32 (median per-repeat ratio)",
+                      fontsize=9)
+    axes[0].legend(fontsize=7)
+    names = list(shape)
     axes[1].bar(names, [shape[n]["logit_mean_abs_err"] / shape[n]["logit_mean_abs_fp32"] for n in names])
     axes[1].set_title("2B shape: mean |logit error| / mean |fp32 logit|")
     axes[1].tick_params(axis="x", rotation=15)
@@ -288,7 +339,8 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=256, help="prompt tokens of the prefill")
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="thread counts of part 1, each in every repeat (part 2: "
+                        "the last)")
     parser.add_argument("--heldout", type=int, default=400, help="held-out samples generated (seed 0)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
     parser.add_argument("--models", default="nano,nano-lite")
@@ -300,11 +352,11 @@ def main() -> None:
         import matplotlib  # noqa: F401  (checked before minutes of measuring)
     except ImportError:
         raise SystemExit("the plot needs matplotlib: pip install matplotlib") from None
-    torch.set_num_threads(args.threads)
+    threads = [int(t) for t in args.threads.split(",")]
     previous = json.loads(args.out.read_text()) if args.only and args.out.is_file() else {}
     results: dict[str, Any] = {
         "setup": {"layers": args.layers, "prompt_tokens": args.prompt, "new_tokens": args.new_tokens,
-                  "repeats": args.repeats, "threads": args.threads, "torch": torch.__version__,
+                  "repeats": args.repeats, "threads": threads, "torch": torch.__version__,
                   "cpu": platform.processor() or platform.machine(),
                   "cpu_capability": torch.backends.cpu.get_cpu_capability()},
     }
@@ -312,21 +364,26 @@ def main() -> None:
         results["setup"] = previous["setup"]
         results["shape_2b"] = previous["shape_2b"]
     else:
-        results["shape_2b"] = shape_benchmark(args.layers, args.prompt, args.new_tokens, args.repeats)
+        load = os.getloadavg()
+        results["shape_2b"] = shape_benchmark(args.layers, args.prompt, args.new_tokens, args.repeats, threads)
+        results["setup"]["load_average"] = {"before": load, "after": os.getloadavg()}
     if args.only == "shape":
         results["synthetic"] = previous["synthetic"]
         results["setup"].update({k: previous["setup"].get(k) for k in ("heldout", "limit")})
     else:
+        torch.set_num_threads(threads[-1])
         results["synthetic"] = accuracy_benchmark(args.models.split(","), args.heldout, args.limit)
         results["setup"].update(heldout=args.heldout, limit=args.limit)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out.with_suffix(".png"))
     for name, row in results["shape_2b"].items():
-        print(f"{name:20s} prefill x{row['prefill_speedup']:.2f} (paired x{row['prefill_speedup_paired']:.2f})  "
-              f"decode x{row['decode_speedup']:.2f} (paired x{row['decode_speedup_paired']:.2f})  "
-              f"weights x{row['memory_ratio_28_layers']:.2f} (28 layers)  top-1 {row['top1_agreement']:.3f}  "
-              f"greedy {row['greedy_agreement']:.2f}  rel. logit err "
+        speed = "  ".join(f"{t} thr: prefill x{r['prefill_speedup']:.2f} (paired x{r['prefill_speedup_paired']:.2f}) "
+                          f"decode x{r['decode_speedup']:.2f} (paired x{r['decode_speedup_paired']:.2f})"
+                          for t, r in (row["threads"] or {}).items()) or "not timed"
+        memory = "-" if row["memory_ratio_28_layers"] is None else f"{row['memory_ratio_28_layers']:.2f}"
+        print(f"{name:20s} {speed}  weights x{memory} (28 layers)  "
+              f"top-1 {row['top1_agreement']:.3f}  greedy {row['greedy_agreement']:.2f}  rel. logit err "
               f"{row['logit_mean_abs_err'] / row['logit_mean_abs_fp32']:.4f}")
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

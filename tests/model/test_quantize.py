@@ -14,7 +14,7 @@ from torch import nn
 from pixelrefer import PixelRefer, Region
 from pixelrefer.errors import ConfigError
 from pixelrefer.model import quantize as q
-from pixelrefer.model.quantize import Int8Linear, check_quantize, quantize_model
+from pixelrefer.model.quantize import Int8Linear, check_quantize, quantize_model, weight_qmax
 
 CPU = torch.device("cpu")
 
@@ -23,21 +23,55 @@ def test_int8_linear_is_close_to_fp32_and_keeps_shape_bias_and_dtype() -> None:
     torch.manual_seed(0)
     linear = nn.Linear(96, 40)
     x = torch.randn(2, 7, 96)
-    ref = linear(x)
-    y = Int8Linear.from_linear(linear)(x)
+    with torch.no_grad():
+        ref = linear(x)
+    layer = Int8Linear.from_linear(linear)
+    y = layer(x)
     assert y.shape == ref.shape and y.dtype == torch.float32
-    assert ((y - ref).abs().mean() / ref.abs().mean()) < 0.01  # measured 0.4 %
-    assert Int8Linear.from_linear(linear)(x.bfloat16()).dtype == torch.bfloat16
-    assert Int8Linear.from_linear(linear)(torch.randn(0, 96)).shape == (0, 40)
+    # measured 0.9 % with 7-bit weights (a CPU whose kernel saturates 8 x 8 bits), 0.4 % with 8-bit ones
+    assert ((y - ref).abs().mean() / ref.abs().mean()) < (0.02 if weight_qmax() == 63 else 0.01)
+    assert layer(x.bfloat16()).dtype == torch.bfloat16
+    assert layer(torch.randn(0, 96)).shape == (0, 40)
+    assert torch.equal(copy.deepcopy(layer)(x), y)
 
 
 def test_int8_activation_scales_are_per_token() -> None:
-    """An outlier token does not cost the other tokens precision (a per-tensor scale would)."""
+    """An outlier token does not cost the other tokens precision (fbgemm's own per-tensor scale would: there the
+    other tokens' error grows about 100x)."""
     torch.manual_seed(0)
-    layer = Int8Linear.from_linear(nn.Linear(64, 32, bias=False))
+    linear = nn.Linear(64, 32, bias=False)
+    layer = Int8Linear.from_linear(linear)
     x = torch.randn(5, 64)
     with_outlier = torch.cat([x, 1000 * torch.randn(1, 64)])
-    assert torch.equal(layer(with_outlier)[:5], layer(x))
+    with torch.no_grad():
+        ref = linear(x)
+    err = (layer(with_outlier)[:5] - ref).abs().mean() / ref.abs().mean()
+    assert err < 0.02
+    assert torch.allclose(layer(with_outlier)[:5], layer(x), rtol=0.01, atol=0.01 * float(ref.abs().mean()))
+
+
+def test_int8_kernel_does_not_saturate_at_full_scale() -> None:
+    """All activations and weights at their largest magnitude: the exact sum, on CPUs whose int8 kernel adds u8 x s8
+    pairs in saturating int16 (no VNNI; weights then get 7 bits) and on those that do not (8 bits)."""
+    assert weight_qmax() in (63, 127)
+    for sign in (1.0, -1.0):
+        linear = nn.Linear(512, 16, bias=False)
+        nn.init.constant_(linear.weight, sign)
+        y = Int8Linear.from_linear(linear)(torch.ones(3, 512))
+        assert torch.allclose(y, torch.full((3, 16), 512 * sign), rtol=1e-3)
+
+
+def test_quantize_report_counts_the_packed_weights() -> None:
+    model = nn.Sequential(nn.Linear(64, 32))
+    before = q.model_bytes(model)
+    model[0] = Int8Linear.from_linear(model[0])
+    assert q.model_bytes(model) == 32 * (64 + 8) + 32 * 4 < before  # int8 + scale and offset per channel, bias
+
+
+def test_int8_on_cpu_needs_fbgemm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(q, "_cpu_engines", lambda: ["qnnpack"])
+    with pytest.raises(ConfigError, match="fbgemm int8 kernel"):
+        check_quantize("int8", CPU, torch.float32)
 
 
 def test_check_quantize_says_what_cannot_run_before_loading(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,19 +104,22 @@ def test_int4_on_cpu_fails_before_the_model_is_built(monkeypatch: pytest.MonkeyP
 
 
 def test_tiny_logits_stay_close_to_fp32(tiny: PixelRefer) -> None:
-    """``tiny`` / ``tiny-lite`` with large random weights (conftest), fp32 vs an int8 copy. Tolerance: mean |error|
-    under 8 % of mean |logit|, max under 15 % of max |logit|, top-1 agreement >= 85 % (measured on this input:
-    5.3 / 6.7 / 92 % for tiny, 6.1 / 11.6 / 91 % for tiny-lite; the sharpened weights double activations at every
-    linear, which amplifies rounding through the layers: with the preset's own init tiny's mean error is 1.1 %)."""
+    """``tiny`` / ``tiny-lite`` with large random weights (conftest), fp32 vs an int8 copy. Tolerance with 8-bit
+    weights: mean |error| under 8 % of mean |logit|, max under 15 % of max |logit|, top-1 agreement >= 85 %
+    (measured on this input with exact 8 x 8-bit products: 5.3 / 6.7 / 92 % for tiny, 6.1 / 11.6 / 91 % for
+    tiny-lite); with the 7-bit weights of a kernel that saturates 8 x 8 bits (no VNNI): 12 / 30 / 80 % (measured
+    8.1 / 11.3 / 85 % and 9.7 / 25.8 / 92 %). The sharpened weights double activations at every linear, which
+    amplifies rounding through the layers: with the preset's own init the mean error is 1.1 % (1.8 % at 7 bits)."""
+    mean, peak, top1 = (0.08, 0.15, 0.85) if weight_qmax() == 127 else (0.12, 0.30, 0.80)
     int8 = copy.deepcopy(tiny.model)
     quantize_model(int8, "int8", CPU)
     ids = torch.randint(0, 200, (2, 48), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref, out = tiny.model(input_ids=ids).logits, int8(input_ids=ids).logits
     err = (out - ref).abs()
-    assert err.mean() / ref.abs().mean() < 0.08
-    assert err.max() / ref.abs().max() < 0.15
-    assert (out.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.85
+    assert err.mean() / ref.abs().mean() < mean
+    assert err.max() / ref.abs().max() < peak
+    assert (out.argmax(-1) == ref.argmax(-1)).float().mean() >= top1
 
 
 def test_quantize_model_replaces_llm_linears_and_vision_only_when_asked() -> None:

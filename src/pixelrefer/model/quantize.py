@@ -5,13 +5,16 @@ What is quantised: every ``nn.Linear`` of the LLM (attention and MLP projections
 tokenizer and OCI stay in the load dtype. Nothing quantised is written to disk: quantising a loaded model takes
 about a second at the 2B shape.
 
-``int8`` on CPU is :class:`Int8Linear`: weights symmetric int8 per output channel, activations symmetric int8
-per token, quantised on the fly, and the int8 x int8 -> int32 product by torch's own ``torch._int_mm`` (oneDNN;
-VNNI where the CPU has it). Per-token activation scales are what keeps it accurate: ``torch.ao``'s
-``quantize_dynamic`` uses one scale per tensor at 7 bits (``reduce_range``), and one outlier token then costs every
-other token its precision. Speed, measured by ``benchmarks/bench_quantize.py`` on a shared 2-core CPU: weights
-0.40x of fp32, but not reliably faster than fp32 (``torch._int_mm`` packs the int8 weight on every call, while
-``quantize_dynamic``'s fbgemm weights are packed once: faster, with 4x our logit error).
+``int8`` on CPU is :class:`Int8Linear`: weights symmetric int8 per output channel, packed once for torch's fbgemm
+kernel (``torch.ops.quantized.linear_dynamic``), activations int8 per token at each call. fbgemm quantises its
+input with one scale per tensor; dividing each token (row) by its own max |x| first and multiplying the output row
+back makes that one scale a per-token one (``(x / a) W^T * a = x W^T``), so an outlier token costs the other tokens
+no precision (``torch.ao``'s ``quantize_dynamic`` uses the per-tensor scale as is, at 7 bits: 4x our logit error).
+On CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) the kernel multiplies u8 x s8 pairs into saturating int16
+sums, which 8-bit activations x 8-bit weights overflow; :func:`weight_qmax` probes the kernel once and gives
+weights 7 bits (+-63) where it saturates, 8 bits (+-127) where it does not. Measured by
+``benchmarks/bench_int8_kernels.py`` (one linear) and ``benchmarks/bench_quantize.py`` (the 2B LLM shape, the
+trained models). fbgemm is x86 only: elsewhere ``int8`` on CPU is a :class:`ConfigError` before loading.
 
 On CUDA both modes go through torchao (``pip install 'pixelrefer[quant]'``): ``int8`` is its dynamic int8
 activation x int8 weight config (the same per-token / per-channel scheme), ``int4`` its weight-only int4 with
@@ -21,9 +24,12 @@ groups of 128 on the tinygemm kernel (needs bfloat16). :func:`check_quantize` sa
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import logging
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +42,7 @@ logger = logging.getLogger(__name__)
 MODES = ("int8", "int4")
 INT4_GROUP_SIZE = 128
 INSTALL_HINT = "pip install 'pixelrefer[quant]'"
+FBGEMM = "fbgemm"  # torch's x86 int8 engine: the CPU int8 kernel
 
 
 def check_quantize(mode: str | None, device: torch.device, dtype: torch.dtype) -> str | None:
@@ -50,6 +57,9 @@ def check_quantize(mode: str | None, device: torch.device, dtype: torch.dtype) -
                           f"{device.type!r}; use quantize='int8' on {device.type}")
     if mode == "int4" and dtype != torch.bfloat16:
         raise ConfigError(f"quantize='int4' needs dtype bfloat16 (the kernel's activation type), not {dtype}")
+    if device.type == "cpu" and FBGEMM not in _cpu_engines():
+        raise ConfigError(f"quantize={mode!r} on CPU uses torch's fbgemm int8 kernel (x86 only), which this torch "
+                          f"build lacks (engines: {', '.join(_cpu_engines())})")
     if device.type == "cuda" and importlib.util.find_spec("torchao") is None:
         raise ConfigError(f"quantize={mode!r} on CUDA uses torchao, which is not installed: {INSTALL_HINT}")
     if device.type not in ("cpu", "cuda"):
@@ -57,31 +67,69 @@ def check_quantize(mode: str | None, device: torch.device, dtype: torch.dtype) -
     return mode
 
 
-class Int8Linear(nn.Module):
-    """``y = x W^T + b`` with W int8 per output channel and x quantised to int8 per token at each call."""
+def _cpu_engines() -> list[str]:
+    return list(torch.backends.quantized.supported_engines)
 
-    def __init__(self, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+
+@contextlib.contextmanager
+def _fbgemm() -> Iterator[None]:
+    """torch's quantized engine set to fbgemm while weights are packed (the packed weight then carries its kernel)."""
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = FBGEMM
+    try:
+        with warnings.catch_warnings():  # torch 2.13 deprecates quantized tensors; fbgemm's prepack still takes one
+            warnings.filterwarnings("ignore", message="torch.quantize_per_tensor", category=UserWarning)
+            yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def _pack(q: torch.Tensor, scale: torch.Tensor) -> torch.ScriptObject:
+    """fbgemm's packed form of the (out, in) int8 weight ``q`` with per-output-channel ``scale``."""
+    zero = torch.zeros(q.shape[0], dtype=torch.long)
+    with _fbgemm():
+        weight = torch._make_per_channel_quantized_tensor(q, scale.double(), zero, 0)
+        return torch.ops.quantized.linear_prepack(weight, None)
+
+
+@functools.cache
+def weight_qmax() -> int:
+    """127, or 63 where fbgemm's kernel saturates 8-bit x 8-bit products (no VNNI): one all-max product probed."""
+    width = 256
+    packed = _pack(torch.full((8, width), 127, dtype=torch.int8), torch.full((8,), 1 / 127))
+    exact = torch.ops.quantized.linear_dynamic(torch.ones(4, width), packed, False)
+    qmax = 127 if bool(((exact - width).abs() < 1).all()) else 63
+    logger.debug("fbgemm int8 kernel %s: weights quantised to +-%d", "exact" if qmax == 127 else "saturates", qmax)
+    return qmax
+
+
+class Int8Linear(nn.Module):
+    """``y = x W^T + b`` with W int8 per output channel (prepacked for fbgemm) and x int8 per token at each call."""
+
+    def __init__(self, packed: torch.ScriptObject, in_features: int, out_features: int, bias: torch.Tensor | None):
         super().__init__()
-        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
-        self.register_buffer("weight", weight)  # (out, in) int8; .t() is the layout _int_mm reads fastest
-        self.register_buffer("scale", scale)  # (out,) float32
-        self.register_buffer("bias", bias)
+        self.in_features, self.out_features = in_features, out_features
+        self.packed = packed  # fbgemm's packed int8 weight and scales: not a parameter or buffer (see packed_bytes)
+        self.register_buffer("bias", bias)  # float32, added after the token scales (fbgemm would scale it too)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> Int8Linear:
-        w = linear.weight.detach().float()
-        scale = (w.abs().amax(dim=1) / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
-        q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
-        bias = None if linear.bias is None else linear.bias.detach().clone()
-        return cls(q, scale, bias)
+        w = linear.weight.detach().float().cpu()
+        qmax = weight_qmax()
+        scale = (w.abs().amax(dim=1) / qmax).clamp_min(torch.finfo(torch.float32).tiny)
+        q = torch.round(w / scale[:, None]).clamp_(-qmax, qmax).to(torch.int8)
+        bias = None if linear.bias is None else linear.bias.detach().float().cpu().clone()
+        return cls(_pack(q, scale), linear.in_features, linear.out_features, bias)
+
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes fbgemm holds for the weight: int8 values, a float scale and an int32 column offset per channel."""
+        return self.out_features * (self.in_features + 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
-        if rows.shape[0] == 0:
-            return x.new_zeros(*x.shape[:-1], self.out_features)
-        token_scale = (rows.abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
-        q = torch.round(rows / token_scale).to(torch.int8)  # |rows / scale| <= 127 by construction
-        y = torch._int_mm(q, self.weight.t()).float().mul_(token_scale).mul_(self.scale)
+        token_scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+        y = torch.ops.quantized.linear_dynamic(rows / token_scale, self.packed, False).mul_(token_scale)
         if self.bias is not None:
             y = y.add_(self.bias)
         return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
@@ -102,7 +150,8 @@ class QuantizeReport:
 
 
 def model_bytes(model: nn.Module) -> int:
-    """Bytes of every distinct parameter and buffer (tied weights counted once; torchao tensors by their storage)."""
+    """Bytes of every distinct parameter and buffer (tied weights counted once; torchao tensors by their storage),
+    plus the packed weights of every :class:`Int8Linear`."""
     seen: set[int] = set()
     total = 0
     for tensor in [*model.parameters(), *model.buffers()]:
@@ -111,7 +160,7 @@ def model_bytes(model: nn.Module) -> int:
         seen.add(id(tensor))
         inner = [getattr(tensor, n) for n in getattr(tensor, "tensor_data_names", ())] or [tensor]
         total += sum(t.numel() * t.element_size() for t in inner if isinstance(t, torch.Tensor))
-    return total
+    return total + sum(m.packed_bytes for m in model.modules() if isinstance(m, Int8Linear))
 
 
 def _targets(model: nn.Module, vision: bool) -> list[str]:
@@ -138,7 +187,7 @@ def quantize_model(model: nn.Module, mode: str, device: torch.device, vision: bo
     before = model_bytes(model)
     if device.type == "cpu":
         _replace(model, names, Int8Linear.from_linear)
-        backend = "pixelrefer Int8Linear (torch._int_mm)"
+        backend = f"pixelrefer Int8Linear (fbgemm, weights +-{weight_qmax()})"
     else:
         _torchao_quantize(model, mode, set(names))
         backend = "torchao"
