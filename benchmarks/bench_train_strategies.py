@@ -278,11 +278,16 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def kept_rows(path: Path, recipes: list[str]) -> list[dict[str, Any]]:
-    """The rows of ``path`` (a previous run's JSON) of recipes other than ``recipes`` (none if no file)."""
+def row_key(recipe: str, strategy: str, grad_ckpt: bool) -> tuple[str, str, bool]:
+    return recipe, strategy, grad_ckpt
+
+
+def kept_rows(path: Path, planned: set[tuple[str, str, bool]]) -> list[dict[str, Any]]:
+    """The rows of ``path`` (a previous run's JSON) that this run will not measure again (none if no file)."""
     if not path.is_file():
         return []
-    return [r for r in json.loads(path.read_text())["rows"] if r["recipe"] not in recipes]
+    rows = json.loads(path.read_text())["rows"]
+    return [r for r in rows if row_key(r["recipe"], r["strategy"], r["grad_ckpt"]) not in planned]
 
 
 def parse_vocab(text: str) -> dict[str, int]:
@@ -322,7 +327,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--name", default="bench_train_strategies_cpu")
     parser.add_argument("--append", action="store_true",
-                        help="keep the rows of other recipes already in NAME.json (a run split by recipe)")
+                        help="keep the rows of NAME.json this run does not measure again (a run split in parts)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -333,7 +338,8 @@ def main() -> None:
     from pixelrefer.train.plan import plan_run
 
     out = ROOT / "benchmarks" / "results" / args.name
-    rows = kept_rows(out.with_suffix(".json"), args.recipes) if args.append else []
+    planned = {row_key(r, s, g == "on") for r in args.recipes for s in args.strategies for g in args.gc}
+    rows = kept_rows(out.with_suffix(".json"), planned) if args.append else []
     args.host = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         data = Path(tmp) / "data"

@@ -5,6 +5,7 @@ markdown table and the argument parsers. The timing itself is not tested."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -85,6 +86,10 @@ def test_parse_vocab():
 
 def test_kept_rows(tmp_path):
     path = tmp_path / "r.json"
-    assert bench.kept_rows(path, ["7b"]) == []
-    path.write_text('{"args": {}, "rows": [{"recipe": "2b", "x": 1}, {"recipe": "7b", "x": 2}]}')
-    assert bench.kept_rows(path, ["7b"]) == [{"recipe": "2b", "x": 1}]
+    planned = {bench.row_key("7b", "zero2", True)}
+    assert bench.kept_rows(path, planned) == []
+    rows = [{"recipe": "2b", "strategy": "zero2", "grad_ckpt": True},
+            {"recipe": "7b", "strategy": "zero2", "grad_ckpt": False},
+            {"recipe": "7b", "strategy": "zero2", "grad_ckpt": True}]
+    path.write_text(json.dumps({"args": {}, "rows": rows}))
+    assert bench.kept_rows(path, planned) == rows[:2]
