@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pixelrefer.model.quantize import Int8Linear, _pack, weight_qmax
+from pixelrefer.model.quantize import Int8Linear, _pack, per_channel_int8, weight_qmax
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN, INTERMEDIATE = 1536, 8960  # the PixelRefer-2B Qwen2 widths
@@ -48,17 +48,12 @@ TINY = torch.finfo(torch.float32).tiny
 Kernel = Callable[[torch.Tensor], torch.Tensor]
 
 
-def per_channel(w: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor]:
-    scale = (w.abs().amax(dim=1) / qmax).clamp_min(TINY)
-    return torch.round(w / scale[:, None]).clamp_(-qmax, qmax).to(torch.int8), scale
-
-
 def token_scale(x: torch.Tensor) -> torch.Tensor:
     return x.abs().amax(dim=1, keepdim=True).clamp_min(TINY)
 
 
 def int_mm(w: torch.Tensor) -> Kernel:
-    q, scale = per_channel(w, 127)
+    q, scale = per_channel_int8(w, 127)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         a = token_scale(x) / 127.0
@@ -67,7 +62,7 @@ def int_mm(w: torch.Tensor) -> Kernel:
 
 
 def fbgemm(w: torch.Tensor, qmax: int, per_token: bool, reduce_range: bool) -> Kernel:
-    packed = _pack(*per_channel(w, qmax))
+    packed = _pack(*per_channel_int8(w, qmax))
 
     def run(x: torch.Tensor) -> torch.Tensor:
         if not per_token:
@@ -84,7 +79,7 @@ def library(w: torch.Tensor) -> Kernel:
 
 
 def onednn(w: torch.Tensor) -> Kernel:
-    q, scale = per_channel(w, weight_qmax())
+    q, scale = per_channel_int8(w, weight_qmax())
     packed = torch.ops.onednn.qlinear_prepack(q, None)
     zero = torch.zeros(w.shape[0], dtype=torch.long)
 

@@ -46,7 +46,7 @@ from bench_int8_kernels import int_mm
 from torch import nn
 
 from pixelrefer.model.modeling import PixelReferForConditionalGeneration
-from pixelrefer.model.quantize import model_bytes, quantize_model
+from pixelrefer.model.quantize import linear_targets, model_bytes, quantize_model, replace_linears
 from pixelrefer.model.tokenizer import byte_level_tokenizer
 from pixelrefer.presets import RANDOM_PRESETS, preset_config
 
@@ -98,11 +98,7 @@ class IntMMLinear(nn.Module):
 
 
 def _int_mm_model(model: nn.Module) -> nn.Module:
-    for name in [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and
-                 (n == "lm_head" or n.startswith("language_model."))]:
-        parent, _, child = name.rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        setattr(owner, child, IntMMLinear(getattr(owner, child)))
+    replace_linears(model, linear_targets(model, vision=False), IntMMLinear)
     return model
 
 

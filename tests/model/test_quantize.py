@@ -187,7 +187,7 @@ def test_torchao_path_quantises_the_llm_and_keeps_the_embedding_float() -> None:
     ids = torch.randint(0, 200, (1, 20), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = pr.model(input_ids=ids).logits
-    q._torchao_quantize(pr.model, "int8", set(q._targets(pr.model, vision=False)))
+    q._torchao_quantize(pr.model, "int8", set(q.linear_targets(pr.model, vision=False)))
     assert pr.model.get_input_embeddings().weight.dtype == torch.float32
     assert pr.model.lm_head.weight is not pr.model.get_input_embeddings().weight
     with torch.no_grad():

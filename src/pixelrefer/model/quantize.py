@@ -103,6 +103,12 @@ def weight_qmax() -> int:
     return qmax
 
 
+def per_channel_int8(w: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 of an (out, in) float weight, one scale per output channel: ``(q, scale)``, |q| <= ``qmax``."""
+    scale = (w.abs().amax(dim=1) / qmax).clamp_min(torch.finfo(torch.float32).tiny)
+    return torch.round(w / scale[:, None]).clamp_(-qmax, qmax).to(torch.int8), scale
+
+
 class Int8Linear(nn.Module):
     """``y = x W^T + b`` with W int8 per output channel (prepacked for fbgemm) and x int8 per token at each call."""
 
@@ -114,10 +120,7 @@ class Int8Linear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> Int8Linear:
-        w = linear.weight.detach().float().cpu()
-        qmax = weight_qmax()
-        scale = (w.abs().amax(dim=1) / qmax).clamp_min(torch.finfo(torch.float32).tiny)
-        q = torch.round(w / scale[:, None]).clamp_(-qmax, qmax).to(torch.int8)
+        q, scale = per_channel_int8(linear.weight.detach().float().cpu(), weight_qmax())
         bias = None if linear.bias is None else linear.bias.detach().float().cpu().clone()
         return cls(_pack(q, scale), linear.in_features, linear.out_features, bias)
 
@@ -164,14 +167,14 @@ def model_bytes(model: nn.Module) -> int:
     return total + sum(m.packed_bytes for m in model.modules() if isinstance(m, Int8Linear))
 
 
-def _targets(model: nn.Module, vision: bool) -> list[str]:
+def linear_targets(model: nn.Module, vision: bool) -> list[str]:
     """Qualified names of the linears to quantise (LLM layers, lm_head, and the vision tower when asked)."""
     roots = ["language_model.", "lm_head"] + (["vision_model."] if vision else [])
     return [name for name, module in model.named_modules()
             if isinstance(module, nn.Linear) and any(name == r or name.startswith(r) for r in roots)]
 
 
-def _replace(model: nn.Module, names: list[str], make: Callable[[nn.Linear], nn.Module]) -> None:
+def replace_linears(model: nn.Module, names: list[str], make: Callable[[nn.Linear], nn.Module]) -> None:
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -184,10 +187,10 @@ def quantize_model(model: nn.Module, mode: str, device: torch.device, vision: bo
     mode = check_quantize(mode, device, next(model.parameters()).dtype)
     if mode is None:
         raise ConfigError("quantize_model needs a mode; None means: do not call it")
-    names = _targets(model, vision)
+    names = linear_targets(model, vision)
     before = model_bytes(model)
     if device.type == "cpu":
-        _replace(model, names, Int8Linear.from_linear)
+        replace_linears(model, names, Int8Linear.from_linear)
         backend = f"pixelrefer Int8Linear (fbgemm, weights +-{weight_qmax()})"
     else:
         _torchao_quantize(model, mode, set(names))
