@@ -14,13 +14,12 @@ from PIL import Image
 from pixelrefer.synth import world
 from pixelrefer.synth.build import build_dataset
 from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE, SynthConfig
-from pixelrefer.synth.scenes import Box, mask_box, render_scene
+from pixelrefer.synth.scenes import Box, mask_box, sample_scene
 from pixelrefer.synth.tasks import CATEGORY_PROMPT, ask, noun_phrase
 from pixelrefer.synth.videos import render_video
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_OBJECTS = (3, 4)
 DEFAULTS = SynthConfig()
 SAMPLE_FPS = DEFAULTS.fps  # the sample clip plays at the frame rate of the training videos
 MOTION_PROMPT = ask("direction")
@@ -76,7 +75,7 @@ def _box_arg(box: Box) -> str:
 
 def write_sample(out: Path, seed: int, image_size: int) -> None:
     """One scene (PNG), one mask PNG per object and a JSON of the ground truth; prints ready commands."""
-    scene = render_scene(np.random.default_rng(seed), (image_size, image_size), SAMPLE_OBJECTS)
+    scene = sample_scene(seed, image_size)
     out.mkdir(parents=True, exist_ok=True)
     image_path = out / "scene.png"
     Image.fromarray(scene.image).save(image_path)

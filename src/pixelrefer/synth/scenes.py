@@ -432,6 +432,15 @@ def fits(full: list[PartMasks]) -> bool:
     return True
 
 
+SAMPLE_OBJECTS = (3, 4)  # objects in the scene of `pixelrefer synth --sample`
+
+
+def sample_scene(seed: int = 0, side: int = IMAGE_SIZE[0]) -> Scene:
+    """The scene ``pixelrefer synth --sample --seed SEED --image-size SIDE`` writes (the README's first command asks
+    about it; the browser test clicks on its objects)."""
+    return render_scene(np.random.default_rng(seed), (side, side), SAMPLE_OBJECTS)
+
+
 def render_scene(
     rng: np.random.Generator,
     size: tuple[int, int] = IMAGE_SIZE,
