@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BOX = "156,112,220,171"  # the README's first command: the sample scene's mushroom
+BOX = "313,224,441,342"  # the README's first command: the sample scene's mushroom
 QUESTION = "What is the category of <region>? Using only one word or phrase."
 TRANSFORMERS_STACK = ("transformers.modeling_utils, transformers.generation.utils, "
                       "transformers.models.qwen2.modeling_qwen2, transformers.models.video_llama_3.modeling_video_llama_3")
