@@ -6,7 +6,7 @@ held-out (category, colour) combinations in their named colours (``heldout``), o
 (the bundled tower's weak point) and per object size. Wall time is reported too (the CPU is shared: compare it only
 between runs of one invocation).
 
-    nice python benchmarks/probe_vision_pretrain.py --steps 200 --config nano-v2 \\
+    nice python benchmarks/probe_vision_pretrain.py --steps 200 --config nano \\
         --variant base= --variant cells=vision_pretrain.cell_loss=1.0 --json runs/probe.json
 """
 

@@ -24,7 +24,7 @@ _TEXT_TINY_SERVABLE = dict(hidden_size=128, intermediate_size=256, num_hidden_la
                            num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6)
 _TEXT_NANO = dict(hidden_size=160, intermediate_size=320, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=8192, rope_theta=1e4, rms_norm_eps=1e-6)
-# nano-v2 (recipes/configs/nano-v2.yaml): a wider, deeper tower; an LLM with head size 32 (192 / 6), servable on CPU
+# nano-v2 (the bundled nano models since 2026-12-02, recipes/configs/nano-base.yaml): a wider, deeper tower; an LLM with head size 32 (192 / 6), servable on CPU
 _VISION_NANO_V2 = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, patch_size=14)
 _TEXT_NANO_V2 = dict(hidden_size=192, intermediate_size=384, num_hidden_layers=3, num_attention_heads=6,
                      num_key_value_heads=2, max_position_embeddings=8192, rope_theta=1e4, rms_norm_eps=1e-6)
