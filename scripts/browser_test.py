@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixelrefer.synth.scenes import Box, sample_scene
+from pixelrefer.synth.scenes import Box, clearest_object, sample_scene
 from pixelrefer.synth.tasks import CATEGORY_PROMPT
 from pixelrefer.utils.process import free_port, wait_until_healthy
 
@@ -42,8 +42,8 @@ def make_scene(path: Path) -> list[tuple[Box, str]]:
     """Write the sample scene; its objects' (box, category), the clearest one (the README's) last."""
     scene = sample_scene()
     Image.fromarray(scene.image).save(path)
-    objects = sorted(scene.objects, key=lambda o: (not o.occluded, o.area))
-    return [(o.box, o.category) for o in objects]
+    last = clearest_object(scene)
+    return [(o.box, o.category) for o in [*(o for o in scene.objects if o is not last), last]]
 
 
 def make_video(path: Path) -> Path:
@@ -94,8 +94,7 @@ def ask(page, timeout_ms: int) -> str:
         "const s = document.querySelector('#status'); "
         "return t && t.value.trim().length > 0 && s && s.innerText.includes('done'); }",
         timeout=timeout_ms)
-    answer = page.locator("#answer textarea").input_value()
-    return answer
+    return page.locator("#answer textarea").input_value()
 
 
 def ask_each_object(page, scene: Path, objects: list[tuple[Box, str]], timeout_ms: int) -> list[tuple[str, str]]:

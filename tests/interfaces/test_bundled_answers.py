@@ -28,7 +28,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
 
 def test_the_sample_is_the_scene_the_browser_test_uses(sample: tuple[Path, list[dict]]) -> None:
     _, truth = sample
-    assert [o["category"] for o in truth] == [o.category for o in sample_scene().objects]
+    assert [(o["category"], o["box"]) for o in truth] == [(o.category, list(o.box)) for o in sample_scene().objects]
 
 
 def test_every_sample_object_is_named_right(sample: tuple[Path, list[dict]]) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from pixelrefer.synth import world
 from pixelrefer.synth.build import build_dataset
 from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE, SynthConfig
-from pixelrefer.synth.scenes import Box, mask_box, sample_scene
+from pixelrefer.synth.scenes import Box, clearest_object, mask_box, sample_scene
 from pixelrefer.synth.tasks import CATEGORY_PROMPT, ask, noun_phrase
 from pixelrefer.synth.videos import render_video
 
@@ -92,7 +92,7 @@ def write_sample(out: Path, seed: int, image_size: int) -> None:
         parts = f"  parts: {', '.join(world.part_label(obj.category, p.name) for p in obj.parts)}" if obj.parts else ""
         typer.echo(f"object {obj.index}: --box {_box_arg(obj.box)}  truth: {obj.category} "
                    f"({noun_phrase(obj.size, obj.colour, obj.pattern, obj.category)}){parts}")
-    clearest = max(scene.objects, key=lambda o: (not o.occluded, o.area))
+    clearest = clearest_object(scene)
     typer.echo(f'try: pixelrefer ask {image_path} --box {_box_arg(clearest.box)} "{CATEGORY_PROMPT}"')
     write_sample_video(out, seed, image_size)
 

@@ -441,6 +441,11 @@ def sample_scene(seed: int = 0, side: int = IMAGE_SIZE[0]) -> Scene:
     return render_scene(np.random.default_rng(seed), (side, side), SAMPLE_OBJECTS)
 
 
+def clearest_object(scene: Scene) -> SceneObject:
+    """The object a first question should ask about: unoccluded first, then the largest (the sample's ``try:``)."""
+    return max(scene.objects, key=lambda o: (not o.occluded, o.area))
+
+
 def render_scene(
     rng: np.random.Generator,
     size: tuple[int, int] = IMAGE_SIZE,
