@@ -205,3 +205,27 @@ def test_export_llm_cli(tmp_path) -> None:
     assert "config.json" in result.stdout and (out / "model.safetensors").is_file()
     again = CliRunner().invoke(app, ["export-llm", "tiny-servable", str(out)])
     assert again.exit_code == 3 and "not empty" in again.stderr
+
+
+def test_shared_prefix_cache_repeats_the_prefix_in_place() -> None:
+    from transformers import DynamicCache, Qwen2Config
+
+    from pixelrefer.engines.generation import shared_prefix_cache
+
+    config = Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=64, vocab_size=50)
+    prefix = DynamicCache(config=config)
+    keys = [torch.randn(1, 2, 5, 8) for _ in range(2)]
+    for layer, k in enumerate(keys):
+        prefix.update(k, -k, layer)
+    cache = shared_prefix_cache(prefix, config, batch=3, max_len=9)
+    assert cache.get_seq_length() == 5
+    for layer, k in enumerate(keys):
+        stored = cache.layers[layer]
+        assert stored.keys.shape == (3, 2, 9, 8)
+        assert torch.equal(stored.keys[:, :, :5], k.expand(3, -1, -1, -1))
+        assert torch.equal(stored.values[:, :, :5], -k.expand(3, -1, -1, -1))
+        address = stored.keys.data_ptr()
+        cache.update(torch.ones(3, 2, 1, 8), torch.ones(3, 2, 1, 8), layer)
+        assert stored.keys.data_ptr() == address  # written in place, not concatenated
+        assert torch.equal(stored.keys[:, :, 5], torch.ones(3, 2, 8))

@@ -99,3 +99,15 @@ def join_prefix_and_suffixes(prefix: list[int], suffixes: list[list[int]], pad_i
         ids[i, ids.shape[1] - len(s) :] = torch.tensor(s)
         mask[i, ids.shape[1] - len(s) :] = 1
     return ids, mask
+
+
+def shared_prefix_cache(prefix: transformers.Cache, config: transformers.PreTrainedConfig, batch: int,
+                        max_len: int) -> transformers.StaticCache:
+    """The KV cache of one prefix, repeated for ``batch`` rows in preallocated buffers of ``max_len`` positions.
+
+    Decoding then writes each new position in place; a dynamic cache would concatenate (copy) all ``batch`` copies
+    of the prefix at every step, which at the 2B shape costs as much as the step's matrix products."""
+    static = transformers.StaticCache(config=config, max_cache_len=max_len)
+    for index, layer in enumerate(prefix.layers):
+        static.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
+    return static

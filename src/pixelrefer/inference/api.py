@@ -41,6 +41,7 @@ from pixelrefer.engines.generation import (
     cancel_checks,
     common_prefix_length,
     join_prefix_and_suffixes,
+    shared_prefix_cache,
     stop_token_ids,
 )
 from pixelrefer.engines.transformers_engine import TransformersEngine, cut
@@ -293,10 +294,12 @@ class PixelRefer:
         with self._lock, torch.inference_mode():
             ids = torch.tensor([prefix], device=self.device)
             vis = prefix_visual.to(self.device, self.model.dtype) if prefix_visual is not None else None
-            cache = self.model(input_ids=ids, visual=vis, use_cache=True, logits_to_keep=1).cache
-        cache.batch_repeat_interleave(len(samples))
+            prefix_cache = self.model(input_ids=ids, visual=vis, use_cache=True, logits_to_keep=1).cache
         suffix_samples = [replace(s, media_patches=None, media_grid=[], media_keep=None) for s in samples]
         ids, mask = join_prefix_and_suffixes(prefix, [r[plen:] for r in rows], self.processor.pad_id)
+        cache = shared_prefix_cache(prefix_cache, self.model.config.text_config, len(samples),
+                                    ids.shape[1] + generation.max_new_tokens)
+        del prefix_cache
         seqs = self._generate(ids, mask, collate_visual(suffix_samples), generation, cache=cache, cancel=[cancel])
         return self._answers(self._new_tokens(seqs, ids.shape[1]), samples, prepared)
 
