@@ -349,7 +349,9 @@ def main() -> None:
     except ImportError:
         raise SystemExit("the plot needs matplotlib: pip install matplotlib") from None
     threads = [int(t) for t in args.threads.split(",")]
-    previous = json.loads(args.out.read_text()) if args.only and args.out.is_file() else {}
+    if args.only and not args.out.is_file():
+        raise SystemExit(f"--only {args.only} keeps the other part from {args.out}, which does not exist: run both parts")
+    previous = json.loads(args.out.read_text()) if args.only else {}
     results: dict[str, Any] = {
         "setup": {"layers": args.layers, "prompt_tokens": args.prompt, "new_tokens": args.new_tokens,
                   "repeats": args.repeats, "threads": threads, "torch": torch.__version__,
