@@ -5,8 +5,8 @@ Per region (single-region image samples of whole objects from a ``pixelrefer syn
 masked crop features plus the box position embedding (``RegionClassifier.region_tokens``, the tower's
 pretraining readout). A logistic regression (standardised features) is fitted on ``--fit`` regions of the train
 split and scored on ``--score`` regions of the held-out split (unseen (category, colour) combinations). Position
-is the 3x3 grid cell of the box centre, as the world's position words use. The answer the LLM gives can hardly
-beat what a linear readout of its inputs finds, so low rows point at the tower, not the LLM stage.
+is the world's position phrase of the box centre (``world.position_phrase``, thirds of the scene). The answer
+the LLM gives can hardly beat what a linear readout of its inputs finds, so low rows point at the tower, not the LLM stage.
 
     python benchmarks/probe_tower_attributes.py --model nano --data runs/synth-nano
 """
@@ -27,13 +27,9 @@ from pixelrefer import PixelRefer, Region
 from pixelrefer.processing.processor import collate_visual
 from pixelrefer.recipes.vision import RegionClassifier
 from pixelrefer.regions.codecs import decode_rle
+from pixelrefer.synth import world
 
 FACTS = ("colour", "pattern", "size", "position", "category")
-
-
-def grid_cell(box, width: int, height: int) -> str:
-    fx, fy = (box[0] + box[2]) / 2 / width, (box[1] + box[3]) / 2 / height
-    return f"{('top', 'middle', 'bottom')[min(2, int(fy * 3))]} {('left', 'center', 'right')[min(2, int(fx * 3))]}"
 
 
 def regions(pr: PixelRefer, classifier: RegionClassifier, root: Path, split: str, n: int):
@@ -44,13 +40,15 @@ def regions(pr: PixelRefer, classifier: RegionClassifier, root: Path, split: str
     for s in samples[:n]:
         index = s["meta"]["targets"][0]["object"]
         obj = next(o for o in s["meta"]["objects"] if o["index"] == index)
+        box = obj["box"]
+        centre = ((box[0] + box[2]) / 2 / s["width"], (box[1] + box[3]) / 2 / s["height"])
         image = np.asarray(Image.open(root / s["image"]).convert("RGB"))
         encoded = pr.processor.encode(image, [Region.from_mask(decode_rle(s["masks"][0]))],
                                       [{"role": "user", "content": "<region>"}])
         with torch.inference_mode():
             features.append(classifier.region_tokens(collate_visual([encoded]))[0].mean(0).numpy())
         facts.append({"colour": obj["colour"], "pattern": obj["pattern"], "size": obj["size"],
-                      "position": grid_cell(obj["box"], s["width"], s["height"]), "category": obj["category"]})
+                      "position": world.position_phrase(*centre), "category": obj["category"]})
     return np.stack(features), facts
 
 
