@@ -36,7 +36,7 @@ def features(classifier: RegionClassifier, regions: SyntheticRegions, count: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for items in itertools.islice((items for items, _ in regions.batches(batch)), (count + batch - 1) // batch):
-        visual, target, _ = collate_regions(items)
+        visual, target, *_ = collate_regions(items)
         xs.append(torch.stack([t.mean(0) for t in classifier.region_tokens(visual)]))
         ys.append(target)
     return torch.cat(xs)[:count], torch.cat(ys)[:count]

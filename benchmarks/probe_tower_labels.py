@@ -57,7 +57,7 @@ def probe(args: argparse.Namespace) -> dict:
     def features(stream: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for items, _ in region_stream(model, stream).batches(64):
-            visual, target, _ = collate_regions(items)
+            visual, target, *_ = collate_regions(items)
             with torch.no_grad():
                 xs.append(torch.stack([t.mean(0) for t in classifier.region_tokens(visual)]))
             ys.append(target)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pixelrefer.recipes.config import VisionPretrainSection, vision_optim
-from pixelrefer.recipes.regions import SyntheticRegions, collate_regions
+from pixelrefer.recipes.regions import FACTS, NO_PATTERN, SyntheticRegions, collate_regions, region_facts
 from pixelrefer.recipes.vision import crop_spec, prepare_vision, pretrain_vision
 from pixelrefer.synth import world
 from pixelrefer.train.loop import METRICS_FILE
@@ -37,17 +37,18 @@ def test_region_stream_is_seeded_and_labelled(tiny_model):
     first = list(itertools.islice(iter(_stream(tiny_model)), 12))
     again = list(itertools.islice(iter(_stream(tiny_model)), 12))
     other = list(itertools.islice(iter(_stream(tiny_model, stream=1)), 12))
-    assert [lab for _, lab, _ in first] == [lab for _, lab, _ in again]
-    assert all(np.array_equal(a.patches, b.patches) for (a, _, _), (b, _, _) in zip(first, again))
-    assert not all(np.array_equal(a.patches, b.patches) for (a, _, _), (b, _, _) in zip(first, other))
+    assert [lab for _, lab, _, _ in first] == [lab for _, lab, _, _ in again]
+    assert all(np.array_equal(a.patches, b.patches) for (a, *_), (b, *_) in zip(first, again))
+    assert not all(np.array_equal(a.patches, b.patches) for (a, *_), (b, *_) in zip(first, other))
     labels = world.category_labels()
-    assert all(0 <= lab < len(labels) for _, lab, _ in first)
-    for crop, _, _ in first:  # every crop keeps some of its object on the token grid, inside the crop budget
+    assert all(0 <= lab < len(labels) for _, lab, _, _ in first)
+    for crop, *_ in first:  # every crop keeps some of its object on the token grid, inside the crop budget
         assert crop.mask_grid.sum() >= 1
         assert crop.patches.shape[0] <= tiny_model.config.max_crop_patches
-    visual, target, sizes = collate_regions(first[:5])
-    assert visual.num_regions == 5 and target.tolist() == [lab for _, lab, _ in first[:5]]
+    visual, target, sizes, facts = collate_regions(first[:5])
+    assert visual.num_regions == 5 and target.tolist() == [lab for _, lab, _, _ in first[:5]]
     assert set(sizes) <= set(world.SIZES)
+    assert facts.shape == (5, len(FACTS) + 1) and bool(((facts[:, :-1] >= 0) & (facts[:, :-1] <= 1)).all())
 
 
 def test_held_out_stream_keeps_only_held_out_objects(tiny_model):
@@ -59,7 +60,7 @@ def test_held_out_stream_keeps_only_held_out_objects(tiny_model):
         scene = render_scene(np.random.default_rng([0, 2, i]), (112, 112), held_out="require")
         held = [o for o in scene.objects if o.spec.held_out]
         names = [world.part_label(o.category, None) for o in held]
-        got = [world.category_labels()[lab] for _, lab, _ in stream.regions(i)]
+        got = [world.category_labels()[lab] for _, lab, _, _ in stream.regions(i)]
         assert [g for g in got if ":" not in g] == names
 
 
@@ -146,14 +147,65 @@ def test_cell_loss_adds_a_label_loss_on_every_cell_inside_the_mask(tiny_model):
 
     torch.manual_seed(0)
     classifier = RegionClassifier(tiny_model, len(world.category_labels()))
-    visual, target, sizes = collate_regions(list(itertools.islice(iter(_stream(tiny_model)), 5)))
+    batch = collate_regions(list(itertools.islice(iter(_stream(tiny_model)), 5)))
+    visual, target, _, _ = batch
     cpu = torch.device("cpu")
-    plain, n = RegionLabelObjective(1e-3, 0.0, {}).loss(classifier, (visual, target, sizes), cpu)
+    plain, n = RegionLabelObjective(1e-3, 0.0, {}).loss(classifier, batch, cpu)
     assert n == 5 and torch.allclose(plain, torch.nn.functional.cross_entropy(classifier(visual), target))
-    dense, _ = RegionLabelObjective(1e-3, 0.0, {}, cell_loss=0.5).loss(classifier, (visual, target, sizes), cpu)
+    dense, _ = RegionLabelObjective(1e-3, 0.0, {}, cell_loss=0.5).loss(classifier, batch, cpu)
     tokens = classifier.region_tokens(visual)
     cells = torch.cat([torch.full((len(t),), int(y)) for t, y in zip(tokens, target)])
     by_hand = plain + 0.5 * torch.nn.functional.cross_entropy(classifier.head(torch.cat(tokens)), cells)
     assert sum(len(t) for t in tokens) > 5 and torch.allclose(dense, by_hand)
     with pytest.raises(Exception, match="cell_loss"):
         VisionPretrainSection(cell_loss=-1.0)
+
+
+def test_region_facts_are_measured_on_the_pixels():
+    image = np.zeros((10, 20, 3), dtype=np.uint8)
+    image[2:6, 4:12] = (255, 0, 51)
+    mask = np.zeros((10, 20), dtype=bool)
+    mask[2:6, 4:12] = True
+    facts = region_facts(image, mask, (4, 2, 12, 6), NO_PATTERN)
+    np.testing.assert_allclose(facts, [1.0, 0.0, 0.2, 0.2, 0.2, 0.6, 0.6, NO_PATTERN], atol=1e-6)
+
+
+def test_fact_loss_is_the_mean_of_the_binned_fact_and_pattern_losses(tiny_model):
+    from pixelrefer.recipes.vision import FACT_BINS, RegionClassifier, RegionLabelObjective, fact_loss
+
+    torch.manual_seed(0)
+    classifier = RegionClassifier(tiny_model, len(world.category_labels()), facts=True)
+    batch = collate_regions(list(itertools.islice(iter(_stream(tiny_model)), 6)))
+    visual, target, _, facts = batch
+    assert (facts[:, -1] == NO_PATTERN).any() and (facts[:, -1] != NO_PATTERN).any()  # parts and objects
+    pooled = classifier.pooled(visual)
+    logits = classifier.facts(pooled)
+    k = len(FACTS) * FACT_BINS
+    bins = torch.clamp((facts[:, :len(FACTS)] * FACT_BINS).long(), max=FACT_BINS - 1)
+    whole = facts[:, -1] != NO_PATTERN
+    by_hand = (torch.nn.functional.cross_entropy(logits[:, :k].reshape(-1, FACT_BINS), bins.reshape(-1))
+               + torch.nn.functional.cross_entropy(logits[whole, k:], facts[whole, -1].long())) / 2
+    assert torch.allclose(fact_loss(classifier, pooled, facts), by_hand)
+    cpu = torch.device("cpu")
+    total, _ = RegionLabelObjective(1e-3, 0.0, {}, fact_loss=0.5).loss(classifier, batch, cpu)
+    label = torch.nn.functional.cross_entropy(classifier.head(pooled), target)
+    assert torch.allclose(total, label + 0.5 * by_hand)
+    with pytest.raises(Exception, match="fact_loss"):
+        VisionPretrainSection(fact_loss=-1.0)
+
+
+def test_pretraining_with_facts_reports_them_and_keeps_their_head(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    from pixelrefer.recipes.vision import HEAD_FILE
+
+    pretrain_vision(tiny_model, replace(SHORT, fact_loss=1.0), tmp_path / "vision", torch.device("cpu"),
+                    progress=False)
+    records = [json.loads(line) for line in (tmp_path / "vision" / METRICS_FILE).read_text().splitlines()]
+    last = [r for r in records if r["type"] == "eval"][-1]
+    val = last["per_size"]["val"]
+    assert {f"fact:{name}" for name in FACTS} | {"fact:pattern"} <= set(val)
+    names = [f"fact:{name}" for name in FACTS] + ["fact:pattern"]
+    assert last["val_fact_accuracy"] == pytest.approx(sum(val[n] for n in names) / len(names))
+    head = load_file(tmp_path / "vision" / HEAD_FILE)
+    assert {"weight", "bias", "facts.weight", "facts.bias"} == set(head)

@@ -49,14 +49,16 @@ class VisionPretrainSection:
     save_every: int = 100  # checkpoint steps (resume point of an interrupted pretraining)
     keep_checkpoints: int = 1
     cell_loss: float = 0.0  # weight of a per-cell label loss (every cell inside a mask names the region's label)
+    fact_loss: float = 0.0  # weight of a loss on each region's facts: mean RGB, box, pattern (recipes/regions.py)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "val_regions", "eval_every", "log_every", "save_every",
                      "keep_checkpoints", "image_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"vision_pretrain.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.cell_loss >= 0:
-            raise ConfigError(f"vision_pretrain.cell_loss must be >= 0, got {self.cell_loss}")
+        for name in ("cell_loss", "fact_loss"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"vision_pretrain.{name} must be >= 0, got {getattr(self, name)}")
         if self.workers < 0 or self.seed < 0 or not self.lr > 0:
             raise ConfigError("vision_pretrain.workers and seed must be >= 0 and lr > 0")
 

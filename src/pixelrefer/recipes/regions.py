@@ -1,6 +1,12 @@
 """The vision pretraining's data: every object and named part of freshly rendered synthetic scenes as a
-(Scale-Adaptive crop, label, object size) region, an endless seeded stream of them, and :class:`RegionStream`,
-its batches as a resumable :class:`~pixelrefer.train.objective.BatchStream` for the trainer loop."""
+(Scale-Adaptive crop, label, object size, facts) region, an endless seeded stream of them, and
+:class:`RegionStream`, its batches as a resumable :class:`~pixelrefer.train.objective.BatchStream` for the
+trainer loop.
+
+A region's *facts* are what a world-agnostic encoder should keep besides the label, measured on the rendered
+pixels rather than named: the mean RGB inside the mask, the box (both as fractions in [0, 1]) and the pattern
+index (:data:`NO_PATTERN` for parts). None of them names a colour, so training on them shows no held-out
+(category, colour) combination."""
 
 from __future__ import annotations
 
@@ -21,12 +27,24 @@ from pixelrefer.types import VisualInputs
 
 TRAIN_STREAM, VAL_STREAM, HELDOUT_STREAM = 0, 1, 2  # seed-stream tags of the rendered scenes
 
-Region = tuple[RegionCrop, int, str]  # crop, label index, object size
-Batch = tuple[VisualInputs, torch.Tensor, list[str]]
+FACTS = ("red", "green", "blue", "x0", "y0", "x1", "y1")  # continuous facts of a region, each in [0, 1]
+NO_PATTERN = -1  # the pattern index of a part (its object's pattern is not the part's)
+
+Region = tuple[RegionCrop, int, str, np.ndarray]  # crop, label index, object size, facts (FACTS + pattern index)
+Batch = tuple[VisualInputs, torch.Tensor, list[str], torch.Tensor]  # ..., facts (N, len(FACTS) + 1)
+
+
+def region_facts(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], pattern: int) -> np.ndarray:
+    """Mean RGB inside ``mask`` and ``box`` (x0, y0, x1, y1), as fractions of 255 and of the image's sides, then
+    the pattern index."""
+    h, w = mask.shape
+    rgb = image[mask].mean(0) / 255.0
+    x0, y0, x1, y1 = box
+    return np.array([*rgb, x0 / w, y0 / h, x1 / w, y1 / h, pattern], dtype=np.float32)
 
 
 class SyntheticRegions(IterableDataset):
-    """An endless stream of (crop, label index, object size) over every object and named part of rendered scenes.
+    """An endless stream of (crop, label index, object size, facts) over every object and named part of rendered scenes.
 
     Scene ``i`` is drawn from ``numpy.random.default_rng([seed, stream, i])``; worker ``w`` of ``n`` renders scenes
     ``w, w + n, ...``, so the stream is fixed by the seed and the worker count. ``held_out="require"`` keeps only
@@ -51,10 +69,13 @@ class SyntheticRegions(IterableDataset):
             if self.held_out == "require" and not obj.spec.held_out:
                 continue
             label = self.index[world.part_label(obj.category, None)]
-            out.append((plan_crop(scene.image, obj.mask, self.spec), label, obj.size))
+            facts = region_facts(scene.image, obj.mask, obj.box, world.PATTERNS.index(obj.pattern))
+            out.append((plan_crop(scene.image, obj.mask, self.spec), label, obj.size, facts))
             for part in obj.parts:
                 if part.area >= self.min_part_pixels:
-                    out.append((plan_crop(scene.image, part.mask, self.spec), self.index[part.label], obj.size))
+                    facts = region_facts(scene.image, part.mask, part.box, NO_PATTERN)
+                    out.append((plan_crop(scene.image, part.mask, self.spec), self.index[part.label], obj.size,
+                                facts))
         return out
 
     def __iter__(self) -> Iterator[Region]:
@@ -81,7 +102,8 @@ class SyntheticRegions(IterableDataset):
 def collate_regions(items: list[Region]) -> Batch:
     visual = collate_visual([EncodedSample(input_ids=[], labels=None, crops=[item[0] for item in items])])
     assert visual is not None
-    return visual, torch.tensor([item[1] for item in items], dtype=torch.long), [item[2] for item in items]
+    labels = torch.tensor([item[1] for item in items], dtype=torch.long)
+    return visual, labels, [item[2] for item in items], torch.from_numpy(np.stack([item[3] for item in items]))
 
 
 class _WorkerBatches(IterableDataset):

@@ -10,7 +10,10 @@ to name every region of freshly rendered synthetic scenes, supervised directly.
 Per region the features are exactly those the object tokenizer sees at inference: the Scale-Adaptive crop
 (:func:`pixelrefer.processing.crops.plan_crop` with the model's crop rules), one vision call over the batch,
 the box position embedding, the cells inside the mask; their mean goes through a linear head over the labels of
-the world (categories and ``object:part`` labels). Scenes are rendered on the fly in DataLoader workers, so
+the world (categories and ``object:part`` labels); with ``fact_loss`` a second linear head on the same feature
+reads the region's facts measured on its pixels (mean RGB, box, pattern: :func:`pixelrefer.recipes.regions.region_facts`),
+so that the tower keeps what the category alone would let it discard, which the LLM's colour, size and position
+answers need. Scenes are rendered on the fly in DataLoader workers, so
 every step sees new images. Objects are painted in random colours at least
 :data:`pixelrefer.synth.scenes.OFF_PALETTE_DISTANCE` away from every named colour of the world
 (``off_palette_colours``): like a real-world encoder the tower sees every shape in many colours, so it learns
@@ -52,7 +55,9 @@ from pixelrefer.model.modeling import PixelReferForConditionalGeneration, region
 from pixelrefer.processing.crops import CropSpec
 from pixelrefer.recipes.config import RecipeConfig, VisionPretrainSection
 from pixelrefer.recipes.regions import (
+    FACTS,
     HELDOUT_STREAM,
+    NO_PATTERN,
     TRAIN_STREAM,
     VAL_STREAM,
     Batch,
@@ -60,6 +65,7 @@ from pixelrefer.recipes.regions import (
     SyntheticRegions,
     eval_batches,
 )
+from pixelrefer.synth import world
 from pixelrefer.train.config import TrainConfig, plain_data
 from pixelrefer.train.distributed import Processes, init_processes
 from pixelrefer.train.loop import Trainer, latest_checkpoint, seed_everything
@@ -81,6 +87,7 @@ LOCK_FILE = ".lock"
 HEAD_FILE = "head.safetensors"  # the linear head over the labels (for diagnostics; the model does not use it)
 CONFIG_FILE = "vision_pretrain.yaml"
 GROUP = "vision"  # the optimizer group name of every pretrained tensor
+FACT_BINS = 8  # equal bins of [0, 1] in which the fact head places each continuous fact
 
 def crop_spec(model: PixelReferForConditionalGeneration) -> CropSpec:
     """PixelRefer's crop rules (full variant, its shrink threshold) with the model's geometry and budgets: the same
@@ -91,14 +98,17 @@ def crop_spec(model: PixelReferForConditionalGeneration) -> CropSpec:
 
 
 class RegionClassifier(nn.Module):
-    """The model's vision tower and box position embedding, plus a linear head on each region's mean feature."""
+    """The model's vision tower and box position embedding, plus a linear head on each region's mean feature; with
+    ``facts=True`` a second linear head reads the region's facts from the same feature (:func:`fact_loss`)."""
 
-    def __init__(self, model: PixelReferForConditionalGeneration, num_labels: int) -> None:
+    def __init__(self, model: PixelReferForConditionalGeneration, num_labels: int, facts: bool = False) -> None:
         super().__init__()
         self.vision_model = model.vision_model
         self.pos_proj = model.object_tokenizer.pos_proj
-        self._model = [model]  # not a submodule: only the two modules above train
-        self.head = nn.Linear(model.config.vision_config.hidden_size, num_labels)
+        self._model = [model]  # not a submodule: only the modules above train
+        hidden = model.config.vision_config.hidden_size
+        self.head = nn.Linear(hidden, num_labels)
+        self.facts = nn.Linear(hidden, len(FACTS) * FACT_BINS + len(world.PATTERNS)) if facts else None
 
     def region_tokens(self, visual: VisualInputs) -> list[torch.Tensor]:
         """Per region, the features of the cells inside its mask (what the object tokenizer pools)."""
@@ -106,22 +116,56 @@ class RegionClassifier(nn.Module):
         positions, masks = region_grids(visual)
         return model.object_tokenizer.masked_tokens(model.encode_vision(visual)["crop"], positions, masks)
 
+    def pooled(self, visual: VisualInputs) -> torch.Tensor:
+        return torch.stack([t.mean(0) for t in self.region_tokens(visual)])
+
     def forward(self, visual: VisualInputs) -> torch.Tensor:
-        return self.head(torch.stack([t.mean(0) for t in self.region_tokens(visual)]))
+        return self.head(self.pooled(visual))
+
+
+def fact_targets(facts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each continuous fact as one of ``FACT_BINS`` equal bins of [0, 1] (N, len(FACTS)), and the pattern (N,)."""
+    bins = (facts[:, :len(FACTS)] * FACT_BINS).long().clamp(0, FACT_BINS - 1)
+    return bins, facts[:, len(FACTS)].long()
+
+
+def fact_loss(classifier: RegionClassifier, pooled: torch.Tensor, facts: torch.Tensor) -> torch.Tensor:
+    """Mean of the per-fact cross-entropies: each continuous fact over its bins, the pattern over the world's
+    patterns (parts, whose pattern is :data:`NO_PATTERN`, are left out of that term)."""
+    assert classifier.facts is not None
+    logits = classifier.facts(pooled)
+    bins, pattern = fact_targets(facts.to(pooled.device))
+    binned = logits[:, :len(FACTS) * FACT_BINS].reshape(-1, FACT_BINS)
+    losses = [nn.functional.cross_entropy(binned, bins.reshape(-1))]
+    if bool((pattern != NO_PATTERN).any()):
+        losses.append(nn.functional.cross_entropy(logits[:, len(FACTS) * FACT_BINS:], pattern,
+                                                  ignore_index=NO_PATTERN))
+    return torch.stack(losses).mean()
 
 
 @torch.no_grad()
-def accuracy(classifier: nn.Module, batches: list[Batch], device: torch.device) -> dict[str, float]:
-    """Accuracy overall (``all``) and per object size."""
+def accuracy(classifier: RegionClassifier, batches: list[Batch], device: torch.device) -> dict[str, float]:
+    """Label accuracy overall (``all``) and per object size; with a fact head also each fact's bin accuracy
+    (``fact:NAME``, the pattern over whole objects)."""
     classifier.eval()
     hits: dict[str, list[bool]] = {}
-    for visual, labels, sizes in batches:
-        right = (classifier(visual.to(device)).argmax(1).cpu() == labels).tolist()
+    for visual, labels, sizes, facts in batches:
+        pooled = classifier.pooled(visual.to(device))
+        right = (classifier.head(pooled).argmax(1).cpu() == labels).tolist()
         for size, ok in zip(sizes, right):
             hits.setdefault("all", []).append(ok)
             hits.setdefault(size, []).append(ok)
+        if classifier.facts is not None:
+            logits = classifier.facts(pooled).cpu()
+            bins, pattern = fact_targets(facts)
+            guess = logits[:, :len(FACTS) * FACT_BINS].reshape(len(facts), len(FACTS), FACT_BINS).argmax(2)
+            for k, name in enumerate(FACTS):
+                hits.setdefault(f"fact:{name}", []).extend((guess[:, k] == bins[:, k]).tolist())
+            whole = pattern != NO_PATTERN
+            hits.setdefault("fact:pattern", []).extend(
+                (logits[whole, len(FACTS) * FACT_BINS:].argmax(1) == pattern[whole]).tolist())
     classifier.train()
-    return {k: sum(v) / len(v) for k, v in hits.items()}
+    return {k: sum(v) / len(v) for k, v in hits.items() if v}
 
 
 class RegionLabelObjective(Objective):
@@ -132,9 +176,10 @@ class RegionLabelObjective(Objective):
 
     name = "vision pretraining"
 
-    def __init__(self, lr: float, weight_decay: float, evals: dict[str, list[Batch]], cell_loss: float = 0.0
-                 ) -> None:
+    def __init__(self, lr: float, weight_decay: float, evals: dict[str, list[Batch]], cell_loss: float = 0.0,
+                 fact_loss: float = 0.0) -> None:
         self.lr, self.weight_decay, self.evals, self.cell_loss = lr, weight_decay, evals, cell_loss
+        self.fact_loss = fact_loss
 
     def prepare(self, model: nn.Module) -> StagePlan:
         names = []
@@ -148,18 +193,25 @@ class RegionLabelObjective(Objective):
                  "group": GROUP, "decay": True}]
 
     def loss(self, model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
-        visual, target, _ = batch
+        visual, target, _, facts = batch
         target = target.to(device)
-        if not self.cell_loss:
+        if not self.cell_loss and not self.fact_loss:
             return nn.functional.cross_entropy(model(visual.to(device)), target), len(target)
         tokens = model.region_tokens(visual.to(device))
-        loss = nn.functional.cross_entropy(model.head(torch.stack([t.mean(0) for t in tokens])), target)
-        cells = target.repeat_interleave(torch.tensor([len(t) for t in tokens], device=device))
-        return loss + self.cell_loss * nn.functional.cross_entropy(model.head(torch.cat(tokens)), cells), len(target)
+        pooled = torch.stack([t.mean(0) for t in tokens])
+        loss = nn.functional.cross_entropy(model.head(pooled), target)
+        if self.cell_loss:
+            cells = target.repeat_interleave(torch.tensor([len(t) for t in tokens], device=device))
+            loss = loss + self.cell_loss * nn.functional.cross_entropy(model.head(torch.cat(tokens)), cells)
+        if self.fact_loss:
+            loss = loss + self.fact_loss * fact_loss(model, pooled, facts)
+        return loss, len(target)
 
     def evaluate(self, trainer: Trainer) -> dict[str, Any]:
         acc = {name: accuracy(trainer.model, batches, trainer.device) for name, batches in self.evals.items()}
-        return {"val_accuracy": acc["val"]["all"], "heldout_accuracy": acc["heldout"]["all"], "per_size": acc}
+        facts = {k: v for k, v in acc["val"].items() if k.startswith("fact:")}
+        return {"val_accuracy": acc["val"]["all"], "heldout_accuracy": acc["heldout"]["all"],
+                **({"val_fact_accuracy": sum(facts.values()) / len(facts)} if facts else {}), "per_size": acc}
 
 
 def stage_config(cfg: VisionPretrainSection, out_dir: Path, precision: str, progress: bool) -> TrainConfig:
@@ -177,7 +229,6 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     them to ``out_dir``. ``resume``: ``never``, ``auto`` (the folder's latest checkpoint, if any) or a checkpoint
     folder. ``stop_at`` ends the run after that step as an interruption would (no weights written). Returns the
     stage's trainer (its ``module`` is the classifier: tower + head)."""
-    from pixelrefer.synth import world
     from pixelrefer.synth.scenes import MIN_PART_PIXELS
 
     out = Path(out_dir)
@@ -188,7 +239,7 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     settings = {**asdict(cfg), "crop_spec": asdict(spec)}
     (out / CONFIG_FILE).write_text(yaml.safe_dump(plain_data(settings), sort_keys=False), encoding="utf-8")
     model.to(device)
-    classifier = RegionClassifier(model, len(labels))
+    classifier = RegionClassifier(model, len(labels), facts=cfg.fact_loss > 0)
     palette = not cfg.off_palette_colours
 
     def regions(stream: int, **kwargs: Any) -> SyntheticRegions:
@@ -198,7 +249,7 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     evals = {"val": eval_batches(regions(VAL_STREAM), cfg.batch_size, cfg.val_regions),
              "heldout": eval_batches(regions(HELDOUT_STREAM, palette=True, held_out="require"), cfg.batch_size,
                                      cfg.val_regions)}
-    objective = RegionLabelObjective(cfg.lr, cfg.optim.weight_decay, evals, cfg.cell_loss)
+    objective = RegionLabelObjective(cfg.lr, cfg.optim.weight_decay, evals, cfg.cell_loss, cfg.fact_loss)
     trainer = Trainer(classifier, RegionStream(regions(TRAIN_STREAM), cfg.batch_size, cfg.workers), None,
                       stage_config(cfg, out, precision, progress), procs=Processes(device=device),
                       objective=objective)
@@ -206,7 +257,9 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     trainer.fit(stop_at)
     if trainer.state.step < trainer.total_steps:
         return trainer
-    head = {k: v.detach().cpu().contiguous() for k, v in classifier.head.state_dict().items()}
+    heads = {"": classifier.head, "facts.": classifier.facts}
+    head = {prefix + k: v.detach().cpu().contiguous() for prefix, module in heads.items() if module is not None
+            for k, v in module.state_dict().items()}
     save_atomic(head, out / HEAD_FILE, {"labels": json.dumps(list(labels))})
     path = save_vision_weights(model, out)  # written last: its presence means the folder is complete
     logger.info("vision pretraining: %d steps in %.0f s -> %s", cfg.steps, trainer.state.elapsed_s, path)
