@@ -39,11 +39,11 @@ def train_losses(path: Path, steps: int) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if r["type"] == "train" and r["step"] <= steps}
 
 
-def compare(ours: dict[int, float], bundled: dict[int, float]) -> dict[str, object]:
-    steps = sorted(set(ours) & set(bundled))
-    diffs = [abs(ours[s] - bundled[s]) for s in steps]
+def compare(ours: dict[int, float], reference: dict[int, float]) -> dict[str, object]:
+    steps = sorted(set(ours) & set(reference))
+    diffs = [abs(ours[s] - reference[s]) for s in steps]
     return {"steps": steps, "max_abs_diff": max(diffs) if diffs else None, "equal": bool(steps) and not any(diffs),
-            "rows": [{"step": s, "rerun": ours[s], "bundled": bundled[s]} for s in steps]}
+            "rows": [{"step": s, "rerun": ours[s], "reference": reference[s]} for s in steps]}
 
 
 def main() -> int:
@@ -84,7 +84,7 @@ def main() -> int:
     for part in ("vision", "train"):
         if part in result:
             got = result[part]
-            print(f"{part}: steps {got['steps']}, max |rerun - bundled| = {got['max_abs_diff']}, "  # type: ignore[index]
+            print(f"{part}: steps {got['steps']}, max |rerun - reference| = {got['max_abs_diff']}, "  # type: ignore[index]
                   f"equal: {got['equal']}")  # type: ignore[index]
     out = args.json or RESULTS / f"reproduce_{args.model}.json"
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
