@@ -47,6 +47,11 @@ def compare(ours: dict[int, float], reference: dict[int, float]) -> dict[str, ob
 
 
 def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="reproduce-") as scratch:
+        return check(Path(scratch))
+
+
+def check(scratch: Path) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="nano", choices=["nano", "nano-lite"])
     parser.add_argument("--steps", type=int, default=50, help="training steps to rerun")
@@ -59,7 +64,6 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     folder = BUNDLED[args.model]
-    scratch = Path(tempfile.mkdtemp(prefix="reproduce-"))
     cfg = load_recipe_config(args.model, [*args.override, f"output_dir={scratch / 'train'}", "progress=false"])
     reference_train = args.reference_train or folder / "train_metrics.jsonl"
     reference_vision = args.reference_vision or folder / "vision_pretrain_metrics.jsonl"

@@ -129,17 +129,22 @@ def fact_targets(facts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return bins, facts[:, len(FACTS)].long()
 
 
+def fact_logits(classifier: RegionClassifier, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fact head's logits: per continuous fact over its bins (N, len(FACTS), FACT_BINS), and over the patterns."""
+    assert classifier.facts is not None
+    logits = classifier.facts(pooled)
+    split = len(FACTS) * FACT_BINS
+    return logits[:, :split].reshape(len(pooled), len(FACTS), FACT_BINS), logits[:, split:]
+
+
 def fact_loss(classifier: RegionClassifier, pooled: torch.Tensor, facts: torch.Tensor) -> torch.Tensor:
     """Mean of the per-fact cross-entropies: each continuous fact over its bins, the pattern over the world's
     patterns (parts, whose pattern is :data:`NO_PATTERN`, are left out of that term)."""
-    assert classifier.facts is not None
-    logits = classifier.facts(pooled)
+    binned, patterns = fact_logits(classifier, pooled)
     bins, pattern = fact_targets(facts.to(pooled.device))
-    binned = logits[:, :len(FACTS) * FACT_BINS].reshape(-1, FACT_BINS)
-    losses = [nn.functional.cross_entropy(binned, bins.reshape(-1))]
+    losses = [nn.functional.cross_entropy(binned.reshape(-1, FACT_BINS), bins.reshape(-1))]
     if bool((pattern != NO_PATTERN).any()):
-        losses.append(nn.functional.cross_entropy(logits[:, len(FACTS) * FACT_BINS:], pattern,
-                                                  ignore_index=NO_PATTERN))
+        losses.append(nn.functional.cross_entropy(patterns, pattern, ignore_index=NO_PATTERN))
     return torch.stack(losses).mean()
 
 
@@ -156,14 +161,13 @@ def accuracy(classifier: RegionClassifier, batches: list[Batch], device: torch.d
             hits.setdefault("all", []).append(ok)
             hits.setdefault(size, []).append(ok)
         if classifier.facts is not None:
-            logits = classifier.facts(pooled).cpu()
+            binned, patterns = (t.cpu() for t in fact_logits(classifier, pooled))
             bins, pattern = fact_targets(facts)
-            guess = logits[:, :len(FACTS) * FACT_BINS].reshape(len(facts), len(FACTS), FACT_BINS).argmax(2)
+            guess = binned.argmax(2)
             for k, name in enumerate(FACTS):
                 hits.setdefault(f"fact:{name}", []).extend((guess[:, k] == bins[:, k]).tolist())
             whole = pattern != NO_PATTERN
-            hits.setdefault("fact:pattern", []).extend(
-                (logits[whole, len(FACTS) * FACT_BINS:].argmax(1) == pattern[whole]).tolist())
+            hits.setdefault("fact:pattern", []).extend((patterns[whole].argmax(1) == pattern[whole]).tolist())
     classifier.train()
     return {k: sum(v) / len(v) for k, v in hits.items() if v}
 
