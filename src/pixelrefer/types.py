@@ -14,6 +14,8 @@ class VisualInputs:
     Media (PixelRefer only): images / video frames as patches with one grid row per image or frame.
     Crops: one per object-token group, in the order of the ``<REGION>`` runs in the batch (row-major over samples).
     Lite views: a local crop per region and a global view per distinct frame (``crop_global_index``).
+    ``encoded``: every ``*_pixels`` field already holds the vision tower's output for its items (one row per
+    token, media merged), as a frozen tower's cache makes them (:mod:`pixelrefer.train.vision_cache`).
     """
 
     media_pixels: torch.Tensor | None = None  # (N, 588)
@@ -31,6 +33,7 @@ class VisualInputs:
     global_pixels: torch.Tensor | None = None  # (Ng, 588) Lite
     global_grid: torch.Tensor | None = None  # (G, 3)
     crop_global_index: torch.Tensor | None = None  # (R,) long
+    encoded: bool = False
 
     @property
     def num_regions(self) -> int:

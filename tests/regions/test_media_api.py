@@ -67,6 +67,23 @@ def test_every_orientation_matches_pil_exif_transpose(orientation: int, tmp_path
         assert shown_size(header_only) == expected.shape[:2]  # what data validation checks masks against
 
 
+def test_shown_size_of_a_png_reads_no_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data validation reads every image's size: a PNG's pixels must not be decoded for it (PIL's getexif does)."""
+    from PIL import PngImagePlugin
+
+    plain, tagged = tmp_path / "plain.png", tmp_path / "tagged.png"
+    Image.fromarray(_pattern()).save(plain)
+    tagged.write_bytes(_tagged_png(6))
+
+    def refuse(self: Image.Image) -> None:
+        raise AssertionError("pixels decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", refuse)
+    for path, expected in ((plain, _pattern().shape[:2]), (tagged, _pattern().shape[1::-1])):
+        with Image.open(path) as header_only:
+            assert shown_size(header_only) == expected
+
+
 def test_rotated_photo_loads_upright_with_its_shown_size(tmp_path: Path) -> None:
     data = _tagged_png(6)  # "rotate 90 CW to show": stored 12 x 20 (h x w), shown 20 x 12
     assert load_image(data).shape == (20, 12, 3)

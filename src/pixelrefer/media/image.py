@@ -60,8 +60,19 @@ def upright(image: Image.Image) -> Image.Image:
 def shown_size(image: Image.Image) -> tuple[int, int]:
     """``(height, width)`` of ``image`` once upright, from its header (no pixels decoded): orientations 5 to 8
     turn it a quarter, swapping the two."""
-    turned = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    turned = header_orientation(image) in (5, 6, 7, 8)
     return (image.width, image.height) if turned else (image.height, image.width)
+
+
+def header_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1 when absent) from what the file's header holds.
+
+    PIL's ``getexif`` on a PNG whose header has no eXIf chunk decodes every pixel to look for one after the image
+    data; the PNG specification (third edition) places eXIf before the image data, so such a PNG has none.
+    """
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return image.getexif().get(ExifTags.Base.Orientation, 1)
 
 
 def open_pil(src: str | os.PathLike | bytes) -> Image.Image:

@@ -142,7 +142,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
         """One vision call over every image, frame, crop and view; returns per-item features by group.
 
         Media items come back merged (``media_merge``) in raster order of the merged grid; all other groups at
-        merge 1 as (gh, gw, C) grids.
+        merge 1 as (gh, gw, C) grids. Inputs already ``encoded`` by the tower are only split the same way.
         """
         groups: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         if visual.media_pixels is not None and self.projector is not None:
@@ -156,7 +156,10 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
         pixels = torch.cat([g[1] for g in groups]).to(self.vision_model.dtype)
         grid = torch.cat([g[2] for g in groups])
         merge = torch.cat([g[3] for g in groups])
-        feats = self.vision_model(pixel_values=pixels, grid_thw=grid, merge_sizes=merge).last_hidden_state
+        if visual.encoded:
+            feats = pixels
+        else:
+            feats = self.vision_model(pixel_values=pixels, grid_thw=grid, merge_sizes=merge).last_hidden_state
         sizes = (grid.prod(dim=1) // (merge * merge)).tolist()
         per_item = list(feats.split(sizes))
         out: dict[str, list[torch.Tensor]] = {}

@@ -76,6 +76,7 @@ class EncodedSample:
     crops: list[RegionCrop] = field(default_factory=list)
     global_views: list[tuple[np.ndarray, tuple[int, int, int]]] = field(default_factory=list)  # Lite: per distinct frame
     crop_global_index: list[int] = field(default_factory=list)
+    encoded: bool = False  # the pixel arrays hold the frozen tower's output instead (train/vision_cache.py)
 
 
 
@@ -334,7 +335,10 @@ def collate_visual(samples: Sequence[EncodedSample]) -> VisualInputs | None:
     crops = [c for s in samples for c in s.crops]
     if not media and not crops:
         return None
-    v = VisualInputs()
+    encoded = {s.encoded for s in samples}
+    if len(encoded) > 1:
+        raise ValueError("a batch mixes samples encoded by the vision tower with samples in pixels")
+    v = VisualInputs(encoded=encoded.pop())
     if media:
         v.media_pixels = _cat([s.media_patches for s in media])
         v.media_grid = torch.tensor([g for s in media for g in s.media_grid], dtype=torch.long)

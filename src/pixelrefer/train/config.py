@@ -51,6 +51,7 @@ class DataSection:
     focus_tasks: list[str] | None = None  # keep every sample of these meta.task values ...
     other_ratio: float = 1.0  # ... plus this many others per focus sample (seeded pick); see dataset.focus
     eval_limit: int | None = 64  # samples of the eval file used for eval loss
+    cache_vision: bool = False  # keep each sample's frozen-tower output after its first use (train/vision_cache.py)
 
     @property
     def tokenizer_dir(self) -> Path:
@@ -151,6 +152,10 @@ class TrainConfig:
             value = getattr(self.data, name)
             if value is not None and value < 0:
                 raise ConfigError(f"data.{name} must be >= 0 (or null), got {value}")
+        if self.data.cache_vision:
+            from pixelrefer.train.vision_cache import check_cacheable
+
+            check_cacheable(self)
 
     @property
     def export_path(self) -> Path:

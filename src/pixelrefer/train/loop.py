@@ -41,6 +41,7 @@ from pixelrefer.train.distributed import Processes, init_processes
 from pixelrefer.train.engines import build_engine
 from pixelrefer.train.objective import BatchStream, NextTokenObjective, Objective
 from pixelrefer.train.stages import StageSpec, get_stage
+from pixelrefer.train.vision_cache import VisionFeatureCache
 from pixelrefer.types import ModelInputs
 
 logger = logging.getLogger(__name__)
@@ -220,6 +221,11 @@ class Trainer:
         self.amp_dtype = self.engine.amp_dtype
         self.module, self.model = self.engine.module, self.engine.model
         self.optimizer, self.scheduler = self.engine.optimizer, self.engine.scheduler
+        if cfg.data.cache_vision:
+            if isinstance(train_set, BatchStream):
+                raise ConfigError("data.cache_vision caches a dataset's samples; a batch stream makes new ones each step")
+            self.train_set = VisionFeatureCache(train_set, self.module, self.autocast)
+            self.eval_set = None if eval_set is None else VisionFeatureCache(eval_set, self.module, self.autocast)
         self.state = TrainerState(strategy=cfg.strategy, world_size=world)
         self.output_dir = Path(cfg.output_dir)
         self.metrics: JsonlLogger | None = None
