@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -135,7 +136,8 @@ def main() -> None:
     for model_name, mode, is_control in runs:
         asks = control_asks(control, mode) if is_control else photo_asks(qs, photos, mode)
         result = evaluate(model_name, mode, asks)
-        name = f"control_{model_name}_{mode}" if is_control else f"{model_name}_{mode}"
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_name).strip("-")  # a checkpoint folder's path as a file name
+        name = f"control_{label}_{mode}" if is_control else f"{label}_{mode}"
         if not is_control:
             result |= {"annotations": str(args.annotations.relative_to(ROOT)) if args.annotations.is_relative_to(ROOT)
                        else str(args.annotations), "photos": len(photos), "torch": torch.__version__,

@@ -28,6 +28,9 @@ _TEXT_NANO = dict(hidden_size=160, intermediate_size=320, num_hidden_layers=3, n
 _VISION_NANO_V2 = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, patch_size=14)
 _TEXT_NANO_V2 = dict(hidden_size=192, intermediate_size=384, num_hidden_layers=3, num_attention_heads=6,
                      num_key_value_heads=2, max_position_embeddings=8192, rope_theta=1e4, rms_norm_eps=1e-6)
+# nano-v3 (experiment 8, docs/training.md): the nano-v2 tower with a wider, deeper LLM (head size 32: 256 / 8)
+_TEXT_NANO_V3 = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8,
+                     num_key_value_heads=2, max_position_embeddings=8192, rope_theta=1e4, rms_norm_eps=1e-6)
 _TEXT_2B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                 max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6, vocab_size=151669, tie_word_embeddings=True)
 _TEXT_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
@@ -47,6 +50,8 @@ RANDOM_PRESETS: dict[str, dict[str, Any]] = {
     "nano-lite-arch": dict(vision=_VISION_NANO, text=_TEXT_NANO, variant="lite"),
     "nano-v2-arch": dict(vision=_VISION_NANO_V2, text=_TEXT_NANO_V2, variant="full"),
     "nano-v2-lite-arch": dict(vision=_VISION_NANO_V2, text=_TEXT_NANO_V2, variant="lite"),
+    "nano-v3-arch": dict(vision=_VISION_NANO_V2, text=_TEXT_NANO_V3, variant="full"),
+    "nano-v3-lite-arch": dict(vision=_VISION_NANO_V2, text=_TEXT_NANO_V3, variant="lite"),
 }
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from pixelrefer.errors import ConfigError
 from pixelrefer.processing.prompts import TASK_PROMPTS
 from pixelrefer.synth.build import SPLITS, UNSEEN_PHRASING_SPLITS, build_dataset
 from pixelrefer.synth.config import SynthConfig
-from pixelrefer.synth.tasks import PHRASINGS, ask
+from pixelrefer.synth.tasks import IMAGE_FOLLOW_UP_TASKS, PHRASINGS, VIDEO_FOLLOW_UP_TASKS, ask
+from pixelrefer.train.data import parse_sample, sample_ref
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside pycocotools
 
@@ -84,8 +86,6 @@ def test_on_changes_the_wording_only_and_holds_wordings_out_of_training(builds: 
 
 
 def test_the_option_is_checked() -> None:
-    from pixelrefer.errors import ConfigError
-
     with pytest.raises(ConfigError, match="paraphrases"):
         SynthConfig(paraphrases="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="off_palette_categories"):
@@ -105,3 +105,32 @@ def test_off_palette_category_scenes_change_only_themselves(builds: dict[bool, P
     assert all(a["meta"]["task"] in ("category", "part_category") and "image" in a for a, _ in marked)
     images = {a["image"] for a, _ in marked}
     assert all((out / i).read_bytes() != (base / i).read_bytes() for i in images)
+
+
+def test_follow_ups_add_short_turns_to_training_samples_only(builds: dict[bool, Path], tmp_path: Path) -> None:
+    out = tmp_path / "follow"
+    build_dataset(out, **(ARGS | {"paraphrases": True, "follow_ups": 3}))
+    base = builds[True]
+    for split in SPLITS[1:]:  # evaluation splits are byte-identical
+        assert (out / f"{split}.json").read_bytes() == (base / f"{split}.json").read_bytes()
+    follow, plain = _samples(out, "train"), _samples(base, "train")
+    for a, b in zip(follow, plain, strict=True):
+        convs = a["conversations"]
+        assert len(convs) == 2 + 2 * 3 and [c["from"] for c in convs] == ["human", "gpt"] * 4
+        assert convs[:2] == b["conversations"]  # the first turn is the sample without follow-ups
+        assert a["masks"][: len(b["masks"])] == b["masks"]
+        placeholders = sum(c["value"].count("<region>") for c in convs)
+        assert placeholders == len(a["masks"]) > len(b["masks"])
+        assert all("<image>" not in c["value"] and "<video>" not in c["value"] for c in convs[2:])
+        ups = a["meta"]["follow_ups"]
+        allowed = VIDEO_FOLLOW_UP_TASKS if "video" in a else IMAGE_FOLLOW_UP_TASKS
+        assert [u["answer"] for u in ups] == [c["value"] for c in convs[3::2]]
+        assert all(u["task"] in allowed for u in ups)
+        assert not any((u["phrasing"] or {}).get("held_out") for u in ups)  # training wordings only
+        assert {k: v for k, v in a["meta"].items() if k != "follow_ups"} == b["meta"]
+        parse_sample(a, sample_ref(a, out / "train.json", 0), out)  # one mask per placeholder, valid turns
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert sum(info["splits"]["train"]["follow_up_tasks"].values()) == 3 * len(follow)
+    assert "follow_up_tasks" not in info["splits"]["heldout"]
+    with pytest.raises(ConfigError, match="follow_ups"):
+        SynthConfig(follow_ups=-1)

@@ -34,7 +34,9 @@ from pixelrefer.synth import world
 from pixelrefer.synth.config import SynthConfig
 from pixelrefer.synth.scenes import Scene, render_scene
 from pixelrefer.synth.tasks import (
+    IMAGE_FOLLOW_UP_TASKS,
     OFF_PALETTE_TASKS,
+    VIDEO_FOLLOW_UP_TASKS,
     Instruction,
     image_instruction,
     rephrase,
@@ -51,6 +53,7 @@ PNG_COMPRESS_LEVEL = 3  # zlib level: 3 is ~3x faster than 6 for ~15% more bytes
 UNSEEN_PHRASING_SPLITS = ("test", "heldout")  # with paraphrases, the splits that also ask held-out wordings
 PHRASING_STREAM = 0  # tag of the wording generator's seed, apart from the instruction's (its answers stay the same)
 OFF_PALETTE_STREAM = 0  # tag of the generator that picks off-palette scenes (off_palette_categories)
+FOLLOW_UP_STREAM = 1  # tag of the follow-up turns' generators (follow_ups), apart from the first turn's
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, object]:
@@ -94,37 +97,44 @@ def _render(cfg: SynthConfig, split: str, scene_idx: int) -> tuple[Scene | Video
     raise RuntimeError(f"could not render a usable scene for {split}/{scene_idx}")
 
 
-def _image_sample(scene: Scene, rel: str, sid: str, ins: Instruction, split: str) -> dict[str, object]:
+def _image_sample(scene: Scene, rel: str, sid: str, turns: list[Instruction], split: str) -> dict[str, object]:
     masks = []
-    for t in ins.targets:
+    for t in (t for ins in turns for t in ins.targets):
         obj = scene.objects[t.obj]
         mask = obj.mask if t.part is None else next(p.mask for p in obj.parts if p.name == t.part)
         masks.append(encode_rle(mask))
-    return _sample(sid, {"image": rel}, f"{IMAGE_TOKEN}\n{ins.question}", ins, masks, scene.height,
-                   scene.width, split, "image")
+    return _sample(sid, {"image": rel}, IMAGE_TOKEN, turns, masks, scene.height, scene.width, split, "image")
 
 
-def _video_sample(video: Video, frames: list[str], sid: str, ins: Instruction, split: str,
+def _video_sample(video: Video, frames: list[str], sid: str, turns: list[Instruction], split: str,
                   video_masks: str) -> dict[str, object]:
     masks = []
-    for t in ins.targets:
+    for t in (t for ins in turns for t in ins.targets):
         track = video.tracks[t.obj]
         keep = track.present[:1] if video_masks == "first" else track.present
         masks.append({str(f): encode_rle(track.masks[f]) for f in keep})  # type: ignore[arg-type]
     # The official loader reads the frames that carry masks from `masked_video`, ordered by first use.
     mask_frames = list(dict.fromkeys(int(k) for m in masks for k in m))
     media = {"video": frames, "timestamps": video.timestamps, "masked_video": [frames[f] for f in mask_frames]}
-    return _sample(sid, media, f"{VIDEO_TAG}\n{ins.question}", ins, masks, video.height, video.width,
-                   split, "video")
+    return _sample(sid, media, VIDEO_TAG, turns, masks, video.height, video.width, split, "video")
 
 
-def _sample(sid: str, media: dict[str, object], human: str, ins: Instruction, masks: list[dict[str, object]],
+def _sample(sid: str, media: dict[str, object], tag: str, turns: list[Instruction], masks: list[dict[str, object]],
             height: int, width: int, split: str, kind: str) -> dict[str, object]:
-    meta = {"task": ins.task, "split": split, "media": kind, "answer": ins.answer,
-            "targets": [{"object": t.obj, "part": t.part} for t in ins.targets]} | ins.meta
-    return {"id": sid, **media,
-            "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": ins.answer}],
-            "masks": masks, "height": height, "width": width, "meta": meta}
+    """One sample: the media tag opens the first question; ``meta`` describes the first turn (the one evaluation
+    asks), with the follow-up turns' tasks and answers under ``follow_ups``."""
+    first = turns[0]
+    meta = {"task": first.task, "split": split, "media": kind, "answer": first.answer,
+            "targets": [{"object": t.obj, "part": t.part} for t in first.targets]} | first.meta
+    if len(turns) > 1:
+        meta["follow_ups"] = [{"task": ins.task, "answer": ins.answer, "phrasing": ins.meta.get("phrasing")}
+                              for ins in turns[1:]]
+    conversations = []
+    for i, ins in enumerate(turns):
+        human = f"{tag}\n{ins.question}" if i == 0 else ins.question
+        conversations += [{"from": "human", "value": human}, {"from": "gpt", "value": ins.answer}]
+    return {"id": sid, **media, "conversations": conversations, "masks": masks, "height": height, "width": width,
+            "meta": meta}
 
 
 def _worded(cfg: SynthConfig, split: str, scene_idx: int, j: int, ins: Instruction) -> Instruction:
@@ -133,6 +143,22 @@ def _worded(cfg: SynthConfig, split: str, scene_idx: int, j: int, ins: Instructi
         return ins
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j, PHRASING_STREAM])
     return rephrase(ins, rng, unseen=split in UNSEEN_PHRASING_SPLITS)
+
+
+def _follow_ups(cfg: SynthConfig, split: str, scene_idx: int, j: int, media: Scene | Video, primary: list[int],
+                off_palette: bool) -> list[Instruction]:
+    """The ``cfg.follow_ups`` extra turns of a train-split sample, each from its own generator (none elsewhere)."""
+    if split != "train":
+        return []
+    turns = []
+    for t in range(cfg.follow_ups):
+        rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j, FOLLOW_UP_STREAM, t])
+        if isinstance(media, Video):
+            ins = video_instruction(media, rng, primary, weights=VIDEO_FOLLOW_UP_TASKS)
+        else:
+            ins = image_instruction(media, rng, primary, weights=OFF_PALETTE_TASKS if off_palette else IMAGE_FOLLOW_UP_TASKS)
+        turns.append(rephrase(ins, rng, unseen=False) if cfg.paraphrases else ins)
+    return turns
 
 
 def build_scene(args: tuple[SynthConfig, str, int, str]) -> list[dict[str, object]]:
@@ -153,15 +179,16 @@ def build_scene(args: tuple[SynthConfig, str, int, str]) -> list[dict[str, objec
     for j in range(count):
         rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j])
         sid = f"{split}-{scene_idx:06d}-{j}"
+        follow_ups = _follow_ups(cfg, split, scene_idx, j, media, primary, off_palette)
         if isinstance(media, Video):
             ins = _worded(cfg, split, scene_idx, j, video_instruction(media, rng, primary))
-            samples.append(_video_sample(media, frames, sid, ins, split, cfg.video_masks))
+            samples.append(_video_sample(media, frames, sid, [ins, *follow_ups], split, cfg.video_masks))
         else:
             weights = OFF_PALETTE_TASKS if off_palette else None
             ins = _worded(cfg, split, scene_idx, j, image_instruction(media, rng, primary, weights=weights))
             if off_palette:
                 ins.meta["off_palette"] = True
-            samples.append(_image_sample(media, rel, sid, ins, split))
+            samples.append(_image_sample(media, rel, sid, [ins, *follow_ups], split))
     return samples
 
 
@@ -225,4 +252,8 @@ def _build_split(cfg: SynthConfig, split: str, out: Path, workers: int, bar: tqd
 def _split_summary(samples: list[dict[str, object]]) -> dict[str, object]:
     metas = [s["meta"] for s in samples]
     tasks = Counter(f"{m['media']}/{m['task']}" for m in metas)  # type: ignore[index]
-    return {"samples": len(samples), "tasks": dict(sorted(tasks.items()))}
+    summary: dict[str, object] = {"samples": len(samples), "tasks": dict(sorted(tasks.items()))}
+    follow = Counter(f"{m['media']}/{f['task']}" for m in metas for f in m.get("follow_ups", ()))  # type: ignore[index, union-attr]
+    if follow:
+        summary["follow_up_tasks"] = dict(sorted(follow.items()))
+    return summary

@@ -17,6 +17,7 @@ SCENE_OBJECTS = (3, 6)  # objects per image scene (inclusive range)
 VIDEO_OBJECTS = (2, 4)  # tracks per video
 VIDEO_FRAMES = (4, 8)  # frames per video
 VIDEO_FPS = 1.0
+MAX_FOLLOW_UPS = 6  # follow-up turns per sample (each asks about one or two regions)
 OBJECT_ASPECT = (0.88, 1.14)  # width / height stretch of an object's unit shape
 BACKGROUNDS = ("smooth", "natural")
 MAX_NOISE = 64.0
@@ -91,6 +92,11 @@ class SynthConfig:
     # them) and asked category and part questions only: the readout then sees every category outside the palette
     # too, so it cannot learn which named colour each category lacks (the held-out split's). 0: the bundled data.
     off_palette_categories: float = 0.0
+    # Follow-up turns appended to every train-split sample: more short questions (region, relation, multiple-choice,
+    # category; motion and events in videos) about the same scene, each with its own <region> masks, so one forward
+    # pass over the image teaches several answers. Drawn from their own generators: the first turn, and so every
+    # val/test/heldout sample, is the same as without them. 0: the bundled data.
+    follow_ups: int = 0
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -120,6 +126,8 @@ class SynthConfig:
         share = self.off_palette_categories
         if isinstance(share, bool) or not (isinstance(share, int | float) and 0.0 <= share <= 1.0):
             raise ConfigError(f"off_palette_categories must be in [0, 1], got {share!r}")
+        if isinstance(self.follow_ups, bool) or not isinstance(self.follow_ups, int) or not 0 <= self.follow_ups <= MAX_FOLLOW_UPS:
+            raise ConfigError(f"follow_ups must be a whole number in 0..{MAX_FOLLOW_UPS}, got {self.follow_ups!r}")
 
     @property
     def side(self) -> int:

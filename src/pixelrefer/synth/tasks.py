@@ -51,6 +51,15 @@ IMAGE_TASKS: dict[str, float] = {
     "multiple_choice": 0.14,
 }
 OFF_PALETTE_TASKS = {t: IMAGE_TASKS[t] for t in ("category", "part_category")}  # scenes whose colours have no name
+# Follow-up turns of a training sample (SynthConfig.follow_ups): short answers only, the region questions weighted
+# up (they are the ones a single answer per forward pass teaches slowest: docs/training.md, experiment 9)
+IMAGE_FOLLOW_UP_TASKS: dict[str, float] = {
+    "category": 0.15,
+    "part_category": 0.1,
+    "relation": 0.3,
+    "region_qa": 0.25,
+    "multiple_choice": 0.2,
+}
 VIDEO_TASKS: dict[str, float] = {
     "category": 0.2,
     "brief": 0.1,
@@ -59,6 +68,13 @@ VIDEO_TASKS: dict[str, float] = {
     "temporal": 0.15,
     "interaction": 0.12,
     "multiple_choice": 0.18,
+}
+VIDEO_FOLLOW_UP_TASKS: dict[str, float] = {
+    "category": 0.15,
+    "motion": 0.25,
+    "temporal": 0.2,
+    "interaction": 0.2,
+    "multiple_choice": 0.2,
 }
 
 
