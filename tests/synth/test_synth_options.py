@@ -12,8 +12,8 @@ import pytest
 from pixelrefer.errors import ConfigError
 from pixelrefer.processing.prompts import TASK_PROMPTS
 from pixelrefer.synth.build import SPLITS, UNSEEN_PHRASING_SPLITS, build_dataset
-from pixelrefer.synth.config import SynthConfig
-from pixelrefer.synth.tasks import IMAGE_FOLLOW_UP_TASKS, PHRASINGS, VIDEO_FOLLOW_UP_TASKS, ask
+from pixelrefer.synth.config import PHRASING_SET_NAMES, SynthConfig
+from pixelrefer.synth.tasks import IMAGE_FOLLOW_UP_TASKS, PHRASING_SETS, PHRASINGS, VIDEO_FOLLOW_UP_TASKS, ask
 from pixelrefer.train.data import parse_sample, sample_ref
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside pycocotools
@@ -24,12 +24,14 @@ _PLACEHOLDER = re.compile(r"<(region|object)\d?>")
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[bool | str, Path]:
+    """Without paraphrases (False), with the v1 wordings (True) and with the v2 ones ("v2")."""
     root = tmp_path_factory.mktemp("phrasings")
-    out = {}
-    for on in (False, True):
-        out[on] = root / str(on)
-        build_dataset(out[on], **(ARGS | {"paraphrases": on}))
+    out: dict[bool | str, Path] = {}
+    for key, args in ((False, {"paraphrases": False}), (True, {"paraphrases": True}),
+                      ("v2", {"paraphrases": True, "phrasing_set": "v2"})):
+        out[key] = root / str(key)
+        build_dataset(out[key], **(ARGS | args))
     return out
 
 
@@ -37,9 +39,10 @@ def _samples(root: Path, split: str) -> list[dict]:
     return json.loads((root / f"{split}.json").read_text())
 
 
-def test_every_family_keeps_its_placeholders_and_holds_some_wordings_out() -> None:
+@pytest.mark.parametrize("name", PHRASING_SET_NAMES)
+def test_every_family_keeps_its_placeholders_and_holds_some_wordings_out(name: str) -> None:
     held_texts, trained_texts = set(), set()
-    for key, family in PHRASINGS.items():
+    for key, family in PHRASING_SETS[name].items():
         texts = [p.text for p in family]
         assert len(set(texts)) == len(texts) >= 3, key
         assert not family[0].held_out and any(p.held_out for p in family) and sum(not p.held_out for p in family) >= 2
@@ -47,6 +50,15 @@ def test_every_family_keeps_its_placeholders_and_holds_some_wordings_out() -> No
             assert sorted(_PLACEHOLDER.findall(p.text)) == sorted(_PLACEHOLDER.findall(family[0].text)), (key, p)
             (held_texts if p.held_out else trained_texts).add(p.text)
     assert not held_texts & trained_texts, "a wording is held out in one family and trained in another"
+
+
+def test_v2_keeps_the_v1_wordings_first_and_adds_trained_and_held_out_ones() -> None:
+    assert tuple(PHRASING_SETS) == PHRASING_SET_NAMES and PHRASING_SETS["v1"] is PHRASINGS
+    v1, v2 = PHRASING_SETS["v1"], PHRASING_SETS["v2"]
+    assert v1.keys() == v2.keys()
+    assert all(v2[k][: len(v1[k])] == v1[k] for k in v1)  # v1 indices mean the same wording in v2
+    more = {k: v2[k][len(v1[k]):] for k in v1}
+    assert sum(not p.held_out for p in more["category"]) >= 8 and sum(p.held_out for p in more["category"]) >= 3
 
 
 def test_the_common_ways_of_asking_for_the_name_are_trained_category_questions() -> None:
@@ -67,21 +79,24 @@ def test_off_is_the_default_and_writes_the_default_wording_only(builds: dict[boo
             assert any(d in question for d in defaults), question
 
 
-def test_on_changes_the_wording_only_and_holds_wordings_out_of_training(builds: dict[bool, Path]) -> None:
+@pytest.mark.parametrize("key", [True, "v2"])
+def test_on_changes_the_wording_only_and_holds_wordings_out_of_training(builds: dict[bool | str, Path],
+                                                                        key: bool | str) -> None:
+    phrasings = PHRASING_SETS["v2" if key == "v2" else "v1"]
     seen_held_out = 0
     for split in SPLITS:
-        off, on = _samples(builds[False], split), _samples(builds[True], split)
+        off, on = _samples(builds[False], split), _samples(builds[key], split)
         assert [(s["meta"]["answer"], s["masks"], s.get("image")) for s in off] == \
                [(s["meta"]["answer"], s["masks"], s.get("image")) for s in on]
         for s in on:
             phrasing = s["meta"]["phrasing"]
-            chosen = PHRASINGS[phrasing["family"]][phrasing["index"]]
+            chosen = phrasings[phrasing["family"]][phrasing["index"]]
             assert chosen.text in s["conversations"][0]["value"] and chosen.held_out == phrasing["held_out"]
             if split not in UNSEEN_PHRASING_SPLITS:
                 assert not phrasing["held_out"], s["id"]
             seen_held_out += phrasing["held_out"]
     assert seen_held_out > 0
-    wordings = {s["meta"]["phrasing"]["index"] for s in _samples(builds[True], "train")}
+    wordings = {s["meta"]["phrasing"]["index"] for s in _samples(builds[key], "train")}
     assert len(wordings) >= 3, "training data should use several wordings"
 
 
@@ -90,6 +105,8 @@ def test_the_option_is_checked() -> None:
         SynthConfig(paraphrases="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="off_palette_categories"):
         SynthConfig(off_palette_categories=1.5)
+    with pytest.raises(ConfigError, match="phrasing_set"):
+        SynthConfig(phrasing_set="v9")
 
 
 def test_off_palette_category_scenes_change_only_themselves(builds: dict[bool, Path], tmp_path: Path) -> None:

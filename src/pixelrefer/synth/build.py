@@ -142,7 +142,7 @@ def _worded(cfg: SynthConfig, split: str, scene_idx: int, j: int, ins: Instructi
     if not cfg.paraphrases:
         return ins
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j, PHRASING_STREAM])
-    return rephrase(ins, rng, unseen=split in UNSEEN_PHRASING_SPLITS)
+    return rephrase(ins, rng, unseen=split in UNSEEN_PHRASING_SPLITS, phrasing_set=cfg.phrasing_set)
 
 
 def _follow_ups(cfg: SynthConfig, split: str, scene_idx: int, j: int, media: Scene | Video, primary: list[int],
@@ -157,7 +157,7 @@ def _follow_ups(cfg: SynthConfig, split: str, scene_idx: int, j: int, media: Sce
             ins = video_instruction(media, rng, primary, weights=VIDEO_FOLLOW_UP_TASKS)
         else:
             ins = image_instruction(media, rng, primary, weights=OFF_PALETTE_TASKS if off_palette else IMAGE_FOLLOW_UP_TASKS)
-        turns.append(rephrase(ins, rng, unseen=False) if cfg.paraphrases else ins)
+        turns.append(rephrase(ins, rng, unseen=False, phrasing_set=cfg.phrasing_set) if cfg.paraphrases else ins)
     return turns
 
 

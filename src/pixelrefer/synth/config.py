@@ -17,6 +17,7 @@ SCENE_OBJECTS = (3, 6)  # objects per image scene (inclusive range)
 VIDEO_OBJECTS = (2, 4)  # tracks per video
 VIDEO_FRAMES = (4, 8)  # frames per video
 VIDEO_FPS = 1.0
+PHRASING_SET_NAMES = ("v1", "v2")  # the keys of synth/tasks.py PHRASING_SETS (v2: more wordings per family)
 MAX_FOLLOW_UPS = 6  # follow-up turns per sample (each asks about one or two regions)
 OBJECT_ASPECT = (0.88, 1.14)  # width / height stretch of an object's unit shape
 BACKGROUNDS = ("smooth", "natural")
@@ -88,6 +89,7 @@ class SynthConfig:
     # bundled data); on, in a wording drawn per sample from its family (train/val: trained wordings only; test and
     # heldout: any wording, held-out ones included, recorded in meta["phrasing"]). Answers and regions do not change.
     paraphrases: bool = False
+    phrasing_set: str = "v1"  # which wordings paraphrases draw from (v1: the bundled data's; v2: about twice as many)
     # Share of the train split's image scenes painted in random off-palette colours (as the vision pretraining paints
     # them) and asked category and part questions only: the readout then sees every category outside the palette
     # too, so it cannot learn which named colour each category lacks (the held-out split's). 0: the bundled data.
@@ -126,6 +128,8 @@ class SynthConfig:
         share = self.off_palette_categories
         if isinstance(share, bool) or not (isinstance(share, int | float) and 0.0 <= share <= 1.0):
             raise ConfigError(f"off_palette_categories must be in [0, 1], got {share!r}")
+        if self.phrasing_set not in PHRASING_SET_NAMES:
+            raise ConfigError(f"phrasing_set must be one of {', '.join(PHRASING_SET_NAMES)}, got {self.phrasing_set!r}")
         if isinstance(self.follow_ups, bool) or not isinstance(self.follow_ups, int) or not 0 <= self.follow_ups <= MAX_FOLLOW_UPS:
             raise ConfigError(f"follow_ups must be a whole number in 0..{MAX_FOLLOW_UPS}, got {self.follow_ups!r}")
 

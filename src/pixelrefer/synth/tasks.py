@@ -239,18 +239,76 @@ PHRASINGS: dict[str, tuple[Phrasing, ...]] = {
                         ["During the video, what happens to <region>?"]),
 }
 
+# More wordings per family (`SynthConfig.phrasing_set: v2`): the v1 wordings, then these, trained ones and held-out
+# ones each written for the family, not derived from another family's held-out wordings. v1 stays as it was, so the
+# data of earlier recipes is rebuilt byte for byte.
+_MORE_WORDINGS: dict[str, tuple[Sequence[str], Sequence[str]]] = {
+    "category": (["What type of object is <region>?", "Tell me what <region> is.", "What do you see in <region>?",
+                  "Which object is shown in <region>?", "What is the object in <region>?", "Name <region>.",
+                  "What is shown in <region>? Answer with one word.", "Can you name the object in <region>?",
+                  "What kind of shape is <region>?", "Identify <region>."],
+                 ["What would you call <region>?", "Which thing is marked by <region>?", "Say what <region> is.",
+                  "What is this object: <region>?"]),
+    "colour": (["What colour does <region> have?", "Name the colour of <region>.", "Which colour is <region>?",
+                "What is <region>'s colour?", "Tell me which colour <region> is."],
+               ["What colour would you say <region> is?", "Say the colour of <region>."]),
+    "size": (["How big is <region>: tiny, small, medium or large?", "Which size is <region>: tiny, small, medium or large?",
+              "Would you call <region> tiny, small, medium or large?",
+              "Tell me the size of <region>. Answer tiny, small, medium or large."],
+             ["Is <region> a tiny, small, medium or large object?",
+              "What is the size of <region>? Say tiny, small, medium or large."]),
+    "pattern": (["Which pattern does <region> have?", "Tell me the pattern of <region>.",
+                 "Is <region> dotted, striped or solid?", "What does the surface of <region> look like: dotted, striped or solid?"],
+                ["Name the pattern of <region>.", "What pattern is <region> painted with?"]),
+    "position": (["Where does <region> appear in the image?", "Tell me where <region> is in the image.",
+                  "Which part of the picture is <region> in?", "In what part of the image is <region>?"],
+                 ["Where can <region> be found in the image?", "Say where in the image <region> is."]),
+    "left_of": (["Is <region0> on the left of <region1>?", "Is <region0> further left than <region1>?"],
+                ["Is <region0> located to the left of <region1>?"]),
+    "right_of": (["Is <region0> on the right of <region1>?", "Is <region0> further right than <region1>?"],
+                 ["Is <region0> located to the right of <region1>?"]),
+    "above": (["Is <region0> higher than <region1>?", "Is <region0> over <region1>?"],
+              ["Is <region0> located above <region1>?"]),
+    "below": (["Is <region0> lower than <region1>?", "Is <region0> under <region1>?"],
+              ["Is <region0> located below <region1>?"]),
+    "larger_than": (["Is <region0> bigger in size than <region1>?", "Does <region0> look larger than <region1>?"],
+                    ["Is <region0> the larger of the two, compared with <region1>?"]),
+    "smaller_than": (["Is <region0> tinier than <region1>?", "Does <region0> look smaller than <region1>?"],
+                     ["Is <region0> the smaller of the two, compared with <region1>?"]),
+    "same_colour": (["Do <region0> and <region1> share a colour?", "Is the colour of <region0> the same as that of <region1>?"],
+                    ["Are <region0> and <region1> painted in one colour?"]),
+    "same_category": (["Are <region0> and <region1> the same type of object?", "Is <region0> the same object as <region1>?"],
+                      ["Are <region0> and <region1> one kind of thing?"]),
+    "which_left_of": (["Which one is on the left, <region0> or <region1>?"], ["Which lies more to the left: <region0> or <region1>?"]),
+    "which_right_of": (["Which one is on the right, <region0> or <region1>?"],
+                       ["Which lies more to the right: <region0> or <region1>?"]),
+    "which_above": (["Which one is on top, <region0> or <region1>?"], ["Which sits higher: <region0> or <region1>?"]),
+    "which_below": (["Which one is at the bottom, <region0> or <region1>?"], ["Which sits lower: <region0> or <region1>?"]),
+    "which_larger_than": (["Which one is larger, <region0> or <region1>?"], ["Which is the bigger one: <region0> or <region1>?"]),
+    "which_smaller_than": (["Which one is smaller, <region0> or <region1>?"],
+                           ["Which is the smaller one: <region0> or <region1>?"]),
+    "mc_category": (["Which of these is <region>?", "What type of object is <region>?"], ["Pick the name of <region>."]),
+    "mc_size": (["Which size is <region>?", "What is the size of <region>?"], ["Pick the size of <region>."]),
+}
+PHRASING_SETS: dict[str, dict[str, tuple[Phrasing, ...]]] = {
+    "v1": PHRASINGS,
+    "v2": {key: family + tuple(Phrasing(t) for t in _MORE_WORDINGS.get(key, ((), ()))[0])
+           + tuple(Phrasing(t, True) for t in _MORE_WORDINGS.get(key, ((), ()))[1]) for key, family in PHRASINGS.items()},
+}
+
 
 def ask(family: str) -> str:
     """The generators' wording of a phrasing family (its first phrasing)."""
     return PHRASINGS[family][0].text
 
 
-def rephrase(ins: Instruction, rng: np.random.Generator, unseen: bool) -> Instruction:
-    """``ins`` asked in a phrasing of its family drawn from ``rng``: a trained phrasing, or any phrasing (held-out
-    ones included) when ``unseen``; ``meta["phrasing"]`` records which. Answers and regions stay as they are."""
+def rephrase(ins: Instruction, rng: np.random.Generator, unseen: bool, phrasing_set: str = "v1") -> Instruction:
+    """``ins`` asked in a phrasing of its family in ``PHRASING_SETS[phrasing_set]`` drawn from ``rng``: a trained
+    phrasing, or any phrasing (held-out ones included) when ``unseen``; ``meta["phrasing"]`` records which. Answers
+    and regions stay as they are."""
     if ins.phrasing is None:
         return ins
-    family = PHRASINGS[ins.phrasing]
+    family = PHRASING_SETS[phrasing_set][ins.phrasing]
     default = family[0].text
     if default not in ins.question:
         raise ValueError(f"{ins.task}: {ins.question!r} does not contain its phrasing {default!r}")
