@@ -52,6 +52,7 @@ class DataSection:
     other_ratio: float = 1.0  # ... plus this many others per focus sample (seeded pick); see dataset.focus
     eval_limit: int | None = 64  # samples of the eval file used for eval loss
     cache_vision: bool = False  # keep each sample's frozen-tower output after its first use (train/vision_cache.py)
+    cache_dir: str | None = None  # ... and on disk in this folder, for resumed and later runs (train/cache_store.py)
 
     @property
     def tokenizer_dir(self) -> Path:
@@ -156,6 +157,8 @@ class TrainConfig:
             from pixelrefer.train.vision_cache import check_cacheable
 
             check_cacheable(self)
+        elif self.data.cache_dir is not None:
+            raise ConfigError("data.cache_dir keeps the frozen-tower cache on disk: set data.cache_vision: true too")
 
     @property
     def export_path(self) -> Path:

@@ -200,8 +200,8 @@ def _media_path(root: Path, name: Any) -> Path:
     return root / name
 
 
-def _media(sample: dict[str, Any], root: Path, parsed: ParsedSample) -> tuple[tuple[int, int], int | None]:
-    """Fill the media fields; returns (frame size, number of frames or None for an image)."""
+def media_files(sample: dict[str, Any], root: Path) -> list[Path]:
+    """The files of a sample's media: its one image, or its video's frames in order."""
     has_image, has_video = "image" in sample, "video" in sample
     if has_image and has_video:
         raise DataError("a sample has either 'image' or 'video', not both")
@@ -211,24 +211,32 @@ def _media(sample: dict[str, Any], root: Path, parsed: ParsedSample) -> tuple[tu
             if len(image) != 1:
                 raise DataError(f"only one image per sample is supported, got {len(image)}")
             image = image[0]
-        parsed.image = _media_path(root, image)
-        return _media_size(parsed.image), None
+        return [_media_path(root, image)]
     if has_video:
         frames = sample["video"]
         if not isinstance(frames, list) or not frames:
             raise DataError("'video' must be a non-empty list of frame paths")
-        parsed.frames = [_media_path(root, f) for f in frames]
-        stamps = sample.get("timestamps")
-        if not isinstance(stamps, list) or len(stamps) != len(frames):
-            raise DataError("a frame-list video needs 'timestamps', one per frame")
-        if not all(isinstance(t, int | float) and not isinstance(t, bool) and np.isfinite(t) for t in stamps):
-            raise DataError("'timestamps' must be finite numbers (seconds)")
-        parsed.timestamps = [float(t) for t in stamps]
-        sizes = {_media_size(f) for f in parsed.frames}
-        if len(sizes) != 1:
-            raise DataError(f"video frames have different sizes {sorted(sizes)}")
-        return sizes.pop(), len(frames)
+        return [_media_path(root, f) for f in frames]
     raise DataError("a sample needs 'image' or 'video' (text-only samples are not supported)")
+
+
+def _media(sample: dict[str, Any], root: Path, parsed: ParsedSample) -> tuple[tuple[int, int], int | None]:
+    """Fill the media fields; returns (frame size, number of frames or None for an image)."""
+    files = media_files(sample, root)
+    if "image" in sample:
+        parsed.image = files[0]
+        return _media_size(parsed.image), None
+    parsed.frames = files
+    stamps = sample.get("timestamps")
+    if not isinstance(stamps, list) or len(stamps) != len(files):
+        raise DataError("a frame-list video needs 'timestamps', one per frame")
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) and np.isfinite(t) for t in stamps):
+        raise DataError("'timestamps' must be finite numbers (seconds)")
+    parsed.timestamps = [float(t) for t in stamps]
+    sizes = {_media_size(f) for f in files}
+    if len(sizes) != 1:
+        raise DataError(f"video frames have different sizes {sorted(sizes)}")
+    return sizes.pop(), len(files)
 
 
 def parse_sample(sample: Any, ref: SampleRef, root: Path) -> ParsedSample:

@@ -16,6 +16,7 @@ instead of a dataset (data made on the fly, one process) resumes from the positi
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 import logging
@@ -41,7 +42,7 @@ from pixelrefer.train.distributed import Processes, init_processes
 from pixelrefer.train.engines import build_engine
 from pixelrefer.train.objective import BatchStream, NextTokenObjective, Objective
 from pixelrefer.train.stages import StageSpec, get_stage
-from pixelrefer.train.vision_cache import VisionFeatureCache
+from pixelrefer.train.vision_cache import with_tower_cache
 from pixelrefer.types import ModelInputs
 
 logger = logging.getLogger(__name__)
@@ -224,8 +225,10 @@ class Trainer:
         if cfg.data.cache_vision:
             if isinstance(train_set, BatchStream):
                 raise ConfigError("data.cache_vision caches a dataset's samples; a batch stream makes new ones each step")
-            self.train_set = VisionFeatureCache(train_set, self.module, self.autocast)
-            self.eval_set = None if eval_set is None else VisionFeatureCache(eval_set, self.module, self.autocast)
+            cached = functools.partial(with_tower_cache, model=self.module, autocast=self.autocast,
+                                       amp_dtype=self.amp_dtype, cache_dir=cfg.data.cache_dir)
+            self.train_set = cached(train_set, name="train")
+            self.eval_set = None if eval_set is None else cached(eval_set, name="eval")
         self.state = TrainerState(strategy=cfg.strategy, world_size=world)
         self.output_dir = Path(cfg.output_dir)
         self.metrics: JsonlLogger | None = None

@@ -10,8 +10,9 @@ then uses as is (:meth:`PixelReferForConditionalGeneration.encode_vision`). Ever
 position embedding, k-means, projector, OCI, LLM) still runs, and trains, at every step.
 
 The cache lives in the training process's memory (float32, about 30 KB per image and 50 KB per region crop at
-nano sizes) and is rebuilt on resume; it needs ``num_workers: 0`` (the tower runs where the model is) and a model
-whose tower is not sharded.
+nano sizes); with ``data.cache_dir`` it is also kept on disk (train/cache_store.py), so that a resumed run, or
+another run with the same tower, data and preprocessing, reads it back instead of rebuilding it. It needs
+``num_workers: 0`` (the tower runs where the model is) and a model whose tower is not sharded.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +31,7 @@ from torch.utils.data import Dataset
 
 from pixelrefer.errors import ConfigError
 from pixelrefer.processing.processor import EncodedSample, collate_visual
+from pixelrefer.train.cache_store import CacheStore, fingerprint, sample_keys
 from pixelrefer.train.stages import get_stage
 
 if TYPE_CHECKING:
@@ -56,13 +59,25 @@ class VisionFeatureCache(Dataset):
     """``dataset``'s samples with their pixels replaced by ``model``'s frozen tower output, each computed once.
 
     ``autocast`` is the training forward's autocast context, so the cached features are the ones the tower would
-    have produced inside the step.
+    have produced inside the step. With a ``store`` (and each sample's key in ``keys``), the samples already on
+    disk are read back at once and every new one is written there too.
     """
 
-    def __init__(self, dataset: Dataset, model: nn.Module, autocast: Callable[[], AbstractContextManager[Any]]):
+    def __init__(self, dataset: Dataset, model: nn.Module, autocast: Callable[[], AbstractContextManager[Any]],
+                 store: CacheStore | None = None, keys: list[str] | None = None):
         self.dataset, self.model, self.autocast = dataset, model, autocast
         self._cache: dict[int, EncodedSample] = {}
         self.cached_bytes = 0
+        self.store, self.keys = store, keys
+        if store is not None:
+            if keys is None or len(keys) != len(self):
+                raise ValueError("a cache store needs one key per sample")
+            found = store.load()
+            for index, key in enumerate(keys):
+                if key in found:
+                    self._cache[index] = found[key]
+                    self.cached_bytes += encoded_bytes(found[key])
+            logger.info("tower outputs of %d of %d samples read from %s", len(self._cache), len(self), store.folder)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -77,9 +92,25 @@ class VisionFeatureCache(Dataset):
         if hit is None:
             hit = self._cache[index] = encode_with_tower(self.model, self.dataset[index], self.autocast)
             self.cached_bytes += encoded_bytes(hit)
+            if self.store is not None:
+                self.store.add(self.keys[index], hit)  # type: ignore[index]
             if len(self._cache) == len(self):
                 logger.info("tower outputs of all %d samples cached (%.0f MB)", len(self), self.cached_bytes / 2**20)
+                if self.store is not None:
+                    self.store.flush()
         return hit
+
+
+def with_tower_cache(dataset: Dataset, model: nn.Module, autocast: Callable[[], AbstractContextManager[Any]],
+                     amp_dtype: torch.dtype | None, cache_dir: str | Path | None, name: str) -> VisionFeatureCache:
+    """``dataset`` behind a tower cache, kept on disk under ``cache_dir`` (its fingerprint folder) when given."""
+    if cache_dir is None:
+        return VisionFeatureCache(dataset, model, autocast)
+    samples, root, processor = (getattr(dataset, a, None) for a in ("samples", "root", "processor"))
+    if samples is None or root is None or processor is None:
+        raise ConfigError("data.cache_dir keeps the samples of a data file (a SupervisedDataset) on disk")
+    folder = Path(cache_dir) / fingerprint(model, processor.tokenizer, amp_dtype)
+    return VisionFeatureCache(dataset, model, autocast, CacheStore(folder, name), sample_keys(samples, Path(root)))
 
 
 def encode_with_tower(model: nn.Module, sample: EncodedSample,
