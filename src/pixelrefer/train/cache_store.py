@@ -117,7 +117,7 @@ class CacheStore:
                     meta = f.metadata() or {}
                     if meta.get("format") != str(CACHE_FORMAT):
                         continue
-                    arrays = {k: f.get_tensor(k) for k in f.keys()}
+                    arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
                 for key, tree in zip(json.loads(meta["keys"]), json.loads(meta["trees"]), strict=True):
                     found[key] = unflatten(tree, arrays)
             except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
