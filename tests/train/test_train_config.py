@@ -63,3 +63,27 @@ def test_overrides_are_parsed_and_checked(tmp_path):
     with pytest.raises(ValueError, match="lr of 'llm'"):
         resolve_stage(load_recipe_config("nano", ["lrs.llm=0"]))
     assert TrainConfig().stage == "scratch"
+
+
+def test_position_gain_amplifies_the_box_embedding_about_the_image_centre(tiny_config):
+    import torch
+
+    from pixelrefer.train.run import build_model, load_tokenizer
+
+    base_cfg, loud_cfg = tiny_config(), tiny_config("model.position_gain=6")
+    tokenizer = load_tokenizer(base_cfg)
+    base = build_model(base_cfg, tokenizer).object_tokenizer.pos_proj
+    loud = build_model(loud_cfg, tokenizer).object_tokenizer.pos_proj
+    points = torch.tensor([[0.5, 0.5], [0.0, 0.0], [1.0, 0.25], [0.9, 0.7]])
+    with torch.no_grad():
+        before, after = base(points), loud(points)
+    torch.testing.assert_close(after[0], before[0])  # the centre's embedding is unchanged
+    torch.testing.assert_close(after[1:] - after[0], 6 * (before[1:] - before[0]))
+
+
+@pytest.mark.parametrize("gain", ["0", "-1"])
+def test_position_gain_must_be_positive(tiny_config, gain):
+    from pixelrefer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="position_gain"):
+        tiny_config(f"model.position_gain={gain}")

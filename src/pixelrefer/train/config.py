@@ -38,6 +38,7 @@ class ModelSection:
     init_from: str | None = None  # or a checkpoint folder to start from (then preset is ignored)
     overrides: dict[str, Any] = field(default_factory=dict)  # PixelReferConfig fields, for a preset init
     vision_init: str | None = None  # a folder whose vision.safetensors replaces the preset's vision tower (see run.py)
+    position_gain: float = 1.0  # scale the box position embedding by this at a preset init (see run.py, build_model)
 
 
 @dataclass
@@ -147,6 +148,8 @@ class TrainConfig:
         for name in ("max_steps", "num_threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 (or null), got {getattr(self, name)}")
+        if not self.model.position_gain > 0:
+            raise ConfigError(f"model.position_gain must be > 0, got {self.model.position_gain}")
         if not self.epochs > 0 or not self.lr_scale > 0:
             raise ConfigError(f"epochs and lr_scale must be > 0, got {self.epochs} and {self.lr_scale}")
         for name in ("limit", "eval_limit"):

@@ -59,7 +59,27 @@ def build_model(cfg: TrainConfig, tokenizer: Any) -> PixelReferForConditionalGen
             raise FileNotFoundError(f"{folder / VISION_WEIGHTS_FILE} does not exist (model.vision_init)")
         load_vision_weights(model, folder)
         logger.info("vision tower and box position embedding loaded from %s", folder)
+    if cfg.model.position_gain != 1.0:
+        scale_position_embedding(model, cfg.model.position_gain)
     return model
+
+
+def scale_position_embedding(model: PixelReferForConditionalGeneration, gain: float) -> None:
+    """Amplify the box position embedding ``gain`` times about its value at the image centre, before the LLM
+    stage trains: ``pos(p) -> pos(c) + gain * (pos(p) - pos(c))`` with ``c = (0.5, 0.5)``, so the object tokens'
+    geometry varies ``gain`` times more while their mean stays put.
+
+    The embedding is added to the tower's crop features after the tower, so the tower is unaffected. Measured
+    reason (docs/training.md, experiment 10): after region-label pretraining the position part of a pooled
+    object token varies about 25x less across regions than its appearance part, and an LLM trained from scratch
+    on it answers position and left/right questions at chance, even when those are its only training questions.
+    """
+    proj = model.object_tokenizer.pos_proj
+    with torch.no_grad():
+        centre = proj.weight.sum(dim=1) * 0.5
+        proj.weight.mul_(gain)
+        proj.bias.add_((1.0 - gain) * centre)
+    logger.info("box position embedding scaled by %g", gain)
 
 
 def vision_state(model: PixelReferForConditionalGeneration) -> dict[str, torch.Tensor]:
