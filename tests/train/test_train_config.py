@@ -87,3 +87,10 @@ def test_position_gain_must_be_positive(tiny_config, gain):
 
     with pytest.raises(ConfigError, match="position_gain"):
         tiny_config(f"model.position_gain={gain}")
+
+
+def test_position_gain_is_refused_with_trained_weights(tiny_config):
+    from pixelrefer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="preset init"):
+        tiny_config("model.position_gain=2", "model.init_from=some/checkpoint")

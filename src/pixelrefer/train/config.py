@@ -38,7 +38,7 @@ class ModelSection:
     init_from: str | None = None  # or a checkpoint folder to start from (then preset is ignored)
     overrides: dict[str, Any] = field(default_factory=dict)  # PixelReferConfig fields, for a preset init
     vision_init: str | None = None  # a folder whose vision.safetensors replaces the preset's vision tower (see run.py)
-    position_gain: float = 1.0  # scale the box position embedding by this at a preset init (see run.py, build_model)
+    position_gain: float = 1.0  # amplify the box position embedding about the image centre (preset init only; run.py)
 
 
 @dataclass
@@ -150,6 +150,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1 (or null), got {getattr(self, name)}")
         if not self.model.position_gain > 0:
             raise ConfigError(f"model.position_gain must be > 0, got {self.model.position_gain}")
+        if self.model.position_gain != 1.0 and self.model.init_from is not None:
+            raise ConfigError("model.position_gain applies to a preset init; model.init_from loads trained weights as "
+                              "they are")
         if not self.epochs > 0 or not self.lr_scale > 0:
             raise ConfigError(f"epochs and lr_scale must be > 0, got {self.epochs} and {self.lr_scale}")
         for name in ("limit", "eval_limit"):

@@ -70,8 +70,8 @@ def scale_position_embedding(model: PixelReferForConditionalGeneration, gain: fl
     geometry varies ``gain`` times more while their mean stays put.
 
     The embedding is added to the tower's crop features after the tower, so the tower is unaffected. Measured
-    reason (docs/training.md, experiment 10): after region-label pretraining the position part of a pooled
-    object token varies about 25x less across regions than its appearance part, and an LLM trained from scratch
+    reason (docs/training.md, experiments 8 to 10): after region-label pretraining the position part of a pooled
+    object token varies about 27x less across regions than its appearance part, and an LLM trained from scratch
     on it answers position and left/right questions at chance, even when those are its only training questions.
     """
     proj = model.object_tokenizer.pos_proj
