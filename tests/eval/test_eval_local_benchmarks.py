@@ -145,6 +145,22 @@ def test_synthetic_benchmark_reports_held_out_phrasings(tmp_path: Path) -> None:
     assert not any("phrasings" in k for k in report["metrics"])
 
 
+def test_synthetic_benchmark_reports_each_question_family(tmp_path: Path) -> None:
+    files = synthetic(tmp_path / "synth", n=40, paraphrases=True)
+    samples = json.loads(files.data.read_text())
+    family = {s["id"]: s["meta"]["phrasing"]["family"] for s in samples if s["meta"]["task"] not in ("brief", "detail")}
+    families = sorted(set(family.values()))
+    assert len(families) >= 3, "the fixture should ask questions of several families"
+    right = families[0]
+    truth = {s["id"]: s["meta"]["answer"] for s in samples}
+    report = _run("synthetic", files, tmp_path / "one", FakePredictor(
+        lambda r: truth[r.id] if family.get(r.id) == right else "zzz"))
+    per_family = report["groups"]["accuracy_per_question_family"]
+    assert per_family == {f: (100.0 if f == right else 0.0) for f in families}
+    counts = report["groups"]["items_per_question_family"]
+    assert counts == {f: sum(v == f for v in family.values()) for f in families}
+
+
 def test_predictor_adapter_maps_video_frames(tmp_path: Path) -> None:
     from pixelrefer.eval.predictor import to_media_and_regions
     from pixelrefer.eval.types import VideoSampling

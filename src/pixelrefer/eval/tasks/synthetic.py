@@ -67,6 +67,12 @@ def _held_out_phrasing(meta: dict[str, Any]) -> bool | None:
     return bool(phrasing["held_out"]) if isinstance(phrasing, dict) and "held_out" in phrasing else None
 
 
+def _phrasing_family(meta: dict[str, Any]) -> str | None:
+    """The wording family of the question (``position``, ``larger_than``, ...; ``None``: not recorded)."""
+    phrasing = meta.get("phrasing")
+    return str(phrasing["family"]) if isinstance(phrasing, dict) and "family" in phrasing else None
+
+
 def _target_size(meta: dict[str, Any]) -> str | None:
     """Size word of the one object a single-target question is about (parts: their object's size)."""
     targets, objects = meta.get("targets") or [], meta.get("objects") or []
@@ -94,6 +100,7 @@ class Synthetic(Task):
                 "Answer": _answer(sample),
                 "size": _target_size(meta),
                 "held_out_phrasing": _held_out_phrasing(meta),
+                "family": _phrasing_family(meta),
             }
             items.append(EvalItem(item_id, index, ref, self._builder(item_id, sample, media_root)))
         return items
@@ -125,6 +132,7 @@ class Synthetic(Task):
         correct: dict[str, list[bool]] = defaultdict(list)
         captions: dict[str, list[Record]] = defaultdict(list)
         by_size: dict[str, list[bool]] = defaultdict(list)
+        by_family: dict[str, list[bool]] = defaultdict(list)
         items = []
         for r in records:
             task, media = r["ref"]["task"], r["ref"]["media"]
@@ -145,6 +153,8 @@ class Synthetic(Task):
                 correct[f"{PHRASING_GROUPS[wording]} {GROUPS.get(task, task)}"].append(ok)
             if GROUPS.get(task) == "category" and r["ref"].get("size"):
                 by_size[r["ref"]["size"]].append(ok)
+            if r["ref"].get("family"):
+                by_family[r["ref"]["family"]].append(ok)
             items.append({"id": r["id"], "task": f"{media}/{task}", "correct": ok})
         per_task = {k: 100.0 * sum(v) / len(v) for k, v in correct.items() if "/" in k}
         metrics = {f"{k} acc": 100.0 * sum(v) / len(v) for k, v in correct.items() if "/" not in k}
@@ -159,7 +169,9 @@ class Synthetic(Task):
             metrics=metrics,
             counts=counts_of(records),
             groups={"accuracy_per_task": per_task,
-                    "category_accuracy_per_object_size": {k: 100.0 * sum(v) / len(v) for k, v in by_size.items()}},
+                    "category_accuracy_per_object_size": {k: 100.0 * sum(v) / len(v) for k, v in by_size.items()},
+                    "accuracy_per_question_family": {k: 100.0 * sum(v) / len(v) for k, v in sorted(by_family.items())},
+                    "items_per_question_family": {k: len(v) for k, v in sorted(by_family.items())}},
             notes=notes,
             item_scores=items,
         )
