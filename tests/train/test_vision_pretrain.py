@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from pixelrefer.recipes.config import VisionPretrainSection, vision_optim
 from pixelrefer.recipes.regions import FACTS, NO_PATTERN, SyntheticRegions, collate_regions, region_facts
@@ -111,6 +112,21 @@ def test_recipe_pretrains_once_then_reuses(tiny_config, tmp_path):
     missing = tiny_config(f"model.vision_init={tmp_path / 'nowhere'}")
     with pytest.raises(FileNotFoundError, match="vision_pretrain is not set"):
         prepare_vision(missing)
+
+
+def test_position_gain_does_not_change_the_pretrained_tower(tiny_config, tmp_path):
+    overrides = ["vision_pretrain.steps=2", "vision_pretrain.batch_size=4", "vision_pretrain.workers=0",
+                 "vision_pretrain.val_regions=4", "vision_pretrain.image_size=112"]
+    plain = tiny_config(*overrides, f"model.vision_init={tmp_path / 'plain'}")
+    loud = tiny_config(*overrides, f"model.vision_init={tmp_path / 'loud'}", "model.position_gain=30")
+    prepare_vision(plain)
+    prepare_vision(loud)
+    a, b = load_file(tmp_path / "plain" / WEIGHTS_FILE), load_file(tmp_path / "loud" / WEIGHTS_FILE)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    gained = build_model(loud, load_tokenizer(loud)).object_tokenizer.pos_proj.weight
+    assert torch.allclose(gained, 30 * a["object_tokenizer.pos_proj.weight"])  # the LLM stage's model has the gain
 
 
 def test_both_variants_pretrain_the_same_tower(tiny_config):

@@ -328,7 +328,9 @@ def prepare_vision(cfg: RecipeConfig, resume: str = "never") -> None:
         if (folder / VISION_WEIGHTS_FILE).is_file():  # another run may have finished it while this one waited
             return
         logger.info("pretraining the vision tower into %s", folder)
-        model = build_model(dataclasses.replace(cfg, model=replace(cfg.model, vision_init=None)), load_tokenizer(cfg))
+        # position_gain belongs to the LLM stage (applied when that stage loads this tower), not to the pretraining
+        tower_cfg = replace(cfg.model, vision_init=None, position_gain=1.0)
+        model = build_model(dataclasses.replace(cfg, model=tower_cfg), load_tokenizer(cfg))
         device = init_processes(cfg.device).device
         pretrain_vision(model, cfg.vision_pretrain, folder, device, cfg.progress,
                         resume="never" if resume == "never" else "auto", precision=cfg.precision)
