@@ -61,16 +61,15 @@ def _answer(sample: dict[str, Any]) -> str:
     return str(turns[0].get("value", "")) if turns else ""
 
 
-def _held_out_phrasing(meta: dict[str, Any]) -> bool | None:
-    """Whether the question was asked in a held-out wording (``None``: the data records no wording)."""
+def _phrasing(meta: dict[str, Any], key: str, kind: Callable[[Any], Any]) -> Any:
+    """A field of the question's recorded wording: ``held_out`` (asked in a wording never trained on) or ``family``
+    (``position``, ``larger_than``, ...); ``None`` where the data records no wording."""
     phrasing = meta.get("phrasing")
-    return bool(phrasing["held_out"]) if isinstance(phrasing, dict) and "held_out" in phrasing else None
+    return kind(phrasing[key]) if isinstance(phrasing, dict) and key in phrasing else None
 
 
-def _phrasing_family(meta: dict[str, Any]) -> str | None:
-    """The wording family of the question (``position``, ``larger_than``, ...; ``None``: not recorded)."""
-    phrasing = meta.get("phrasing")
-    return str(phrasing["family"]) if isinstance(phrasing, dict) and "family" in phrasing else None
+def _percent(outcomes: dict[str, list[bool]]) -> dict[str, float]:
+    return {k: 100.0 * sum(v) / len(v) for k, v in outcomes.items()}
 
 
 def _target_size(meta: dict[str, Any]) -> str | None:
@@ -99,8 +98,8 @@ class Synthetic(Task):
                 "media": str(meta.get("media", "image")),
                 "Answer": _answer(sample),
                 "size": _target_size(meta),
-                "held_out_phrasing": _held_out_phrasing(meta),
-                "family": _phrasing_family(meta),
+                "held_out_phrasing": _phrasing(meta, "held_out", bool),
+                "family": _phrasing(meta, "family", str),
             }
             items.append(EvalItem(item_id, index, ref, self._builder(item_id, sample, media_root)))
         return items
@@ -156,8 +155,9 @@ class Synthetic(Task):
             if r["ref"].get("family"):
                 by_family[r["ref"]["family"]].append(ok)
             items.append({"id": r["id"], "task": f"{media}/{task}", "correct": ok})
-        per_task = {k: 100.0 * sum(v) / len(v) for k, v in correct.items() if "/" in k}
-        metrics = {f"{k} acc": 100.0 * sum(v) / len(v) for k, v in correct.items() if "/" not in k}
+        accuracy = _percent(correct)
+        per_task = {k: v for k, v in accuracy.items() if "/" in k}
+        metrics = {f"{k} acc": v for k, v in accuracy.items() if "/" not in k}
         notes = failure_notes(records)
         for media, recs in sorted(captions.items()):
             preds = ["" if r.get("error") else r["pred"] for r in recs]
@@ -169,8 +169,8 @@ class Synthetic(Task):
             metrics=metrics,
             counts=counts_of(records),
             groups={"accuracy_per_task": per_task,
-                    "category_accuracy_per_object_size": {k: 100.0 * sum(v) / len(v) for k, v in by_size.items()},
-                    "accuracy_per_question_family": {k: 100.0 * sum(v) / len(v) for k, v in sorted(by_family.items())},
+                    "category_accuracy_per_object_size": _percent(by_size),
+                    "accuracy_per_question_family": _percent(dict(sorted(by_family.items()))),
                     "items_per_question_family": {k: len(v) for k, v in sorted(by_family.items())}},
             notes=notes,
             item_scores=items,
