@@ -1,0 +1,184 @@
+"""Can the nano LLM learn to answer a multiple-choice question with the option's letter, and what makes it learn?
+
+A diagnostic of the failure measured in experiments 5 to 10 (docs/training.md): the bundled-size LLM answers
+nearly every multiple-choice question "B", on its training questions too, while it names the same colours and
+categories when asked openly. This script isolates that skill from vision. The LLM of the nano recipe (same
+Qwen2 shape, learning rate, schedule and batch size) is trained from scratch on token sequences whose first
+position is an *object embedding*: a fixed random code of one of eight colours plus a random per-sample nuisance
+vector, through a trained linear layer, as the object tokens reach the LLM through the object MLP. Tasks:
+
+- ``open``: ``[object] which colour ? answer`` -> the colour word;
+- ``mcq``: ``[object] which colour ? ( A ) w ( B ) w ( C ) w ( D ) w answer`` -> the letter of the right colour;
+- ``lookup``: ``[object] which letter is w ? ( A ) ... answer`` -> the letter of ``w`` (text only: the object is an
+  unrelated one, so only the word in the question tells the answer).
+
+Each mixture of tasks is trained with several seeds; the multiple-choice accuracy on fresh questions is printed
+every ``--eval-every`` steps and written as JSON:
+
+    python benchmarks/toy_option_binding.py --steps 3000 --seeds 0 1 --out benchmarks/results/experiment11/toy_option_binding.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import Qwen2Config, Qwen2Model
+
+from pixelrefer.presets import RANDOM_PRESETS
+from pixelrefer.synth.world import COLOURS
+
+LETTERS = ("A", "B", "C", "D")
+# "Ġ" + word: the same word after a space, a token of its own in a byte-level BPE (the recipe's tokenizer among them)
+WORDS = ("<pad>", "<object>", "which", "colour", "letter", "is", "?", "(", ")", "answer", *LETTERS, *COLOURS,
+         *(f"Ġ{c}" for c in COLOURS))
+logger = logging.getLogger("toy_option_binding")
+VOCAB = {w: i for i, w in enumerate(WORDS)}
+COLOUR_NAMES = tuple(COLOURS)
+FEATURE_DIM = 32
+MIXTURES = {
+    "open+mcq": {"open": 0.5, "mcq": 0.5},
+    "open+mcq+lookup": {"open": 0.4, "mcq": 0.4, "lookup": 0.2},
+    "mcq only": {"mcq": 1.0},
+}
+
+
+class Toy(nn.Module):
+    """The nano LLM (from its preset) with a linear object projector and a tied output head."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        text = dict(RANDOM_PRESETS["nano-v2-arch"]["text"], vocab_size=len(WORDS), tie_word_embeddings=True)
+        self.llm = Qwen2Model(Qwen2Config(**text))
+        self.object_proj = nn.Linear(FEATURE_DIM, text["hidden_size"])
+
+    def forward(self, ids: torch.Tensor, objects: torch.Tensor, answer_at: torch.Tensor) -> torch.Tensor:
+        embeds = self.llm.embed_tokens(ids)
+        embeds = torch.cat([self.object_proj(objects)[:, None], embeds[:, 1:]], dim=1)
+        hidden = self.llm(inputs_embeds=embeds, attention_mask=(ids != VOCAB["<pad>"]).long()).last_hidden_state
+        at = hidden[torch.arange(len(ids)), answer_at]
+        return at @ self.llm.embed_tokens.weight.T
+
+
+class World:
+    """Samples of the three tasks: token ids, object features, where the answer is predicted, the answer id."""
+
+    def __init__(self, seed: int, spaced_options: bool) -> None:
+        self.gen = torch.Generator().manual_seed(seed)
+        self.option_prefix = "Ġ" if spaced_options else ""
+        self.codes = torch.randn(len(COLOUR_NAMES), FEATURE_DIM, generator=torch.Generator().manual_seed(1234))
+
+    def _int(self, n: int) -> int:
+        return int(torch.randint(n, (1,), generator=self.gen))
+
+    def _object(self, colour: int) -> torch.Tensor:
+        return self.codes[colour] + torch.randn(FEATURE_DIM, generator=self.gen)
+
+    def _options(self, correct: int) -> tuple[list[str], str]:
+        others = [c for c in range(len(COLOUR_NAMES)) if c != correct]
+        picked = [others[int(i)] for i in torch.randperm(len(others), generator=self.gen)[:3]]
+        picked.insert(self._int(4), correct)
+        words = [w for letter, c in zip(LETTERS, picked) for w in ("(", letter, ")", self.option_prefix + COLOUR_NAMES[c])]
+        return words, LETTERS[picked.index(correct)]
+
+    def sample(self, task: str) -> tuple[list[str], torch.Tensor, str]:
+        colour = self._int(len(COLOUR_NAMES))
+        if task == "open":
+            return ["<object>", "which", "colour", "?", "answer"], self._object(colour), COLOUR_NAMES[colour]
+        options, letter = self._options(colour)
+        if task == "mcq":
+            return ["<object>", "which", "colour", "?", *options, "answer"], self._object(colour), letter
+        unrelated = self._object(self._int(len(COLOUR_NAMES)))
+        asked = self.option_prefix + COLOUR_NAMES[colour]
+        return ["<object>", "which", "letter", "is", asked, "?", *options, "answer"], unrelated, letter
+
+    def batch(self, tasks: list[str]) -> tuple[torch.Tensor, ...]:
+        rows = [self.sample(t) for t in tasks]
+        length = max(len(r[0]) for r in rows)
+        ids = torch.full((len(rows), length), VOCAB["<pad>"])
+        for i, (words, _, _) in enumerate(rows):
+            ids[i, : len(words)] = torch.tensor([VOCAB[w] for w in words])
+        objects = torch.stack([r[1] for r in rows])
+        answer_at = torch.tensor([len(r[0]) - 1 for r in rows])
+        answers = torch.tensor([VOCAB[r[2]] for r in rows])
+        return ids, objects, answer_at, answers
+
+
+def lr_at(step: int, steps: int, peak: float) -> float:
+    """The recipe's schedule: 3 % linear warmup, cosine to 5 % of the peak."""
+    warmup = max(1, int(0.03 * steps))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@torch.no_grad()
+def mcq_accuracy(model: Toy, world: World, n: int) -> float:
+    ids, objects, answer_at, answers = world.batch(["mcq"] * n)
+    return float((model(ids, objects, answer_at).argmax(-1) == answers).float().mean())
+
+
+def train(mixture: dict[str, float], seed: int, steps: int, batch: int, lr: float, eval_every: int,
+          spaced_options: bool) -> list[dict]:
+    model = Toy(seed)
+    world, held = World(seed, spaced_options), World(10_000 + seed, spaced_options)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.01)
+    names, weights = list(mixture), torch.tensor(list(mixture.values()))
+    curve = []
+    for step in range(steps):
+        picks = torch.multinomial(weights, batch, replacement=True, generator=world.gen)
+        ids, objects, answer_at, answers = world.batch([names[int(i)] for i in picks])
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr)
+        loss = nn.functional.cross_entropy(model(ids, objects, answer_at), answers)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            curve.append({"step": step + 1, "loss": round(loss.item(), 4), "mcq_accuracy": mcq_accuracy(model, held, 512)})
+            logger.info("%s seed %d step %d: loss %.3f, multiple choice %.1f %%", "+".join(names), seed, step + 1,
+                         curve[-1]["loss"], 100 * curve[-1]["mcq_accuracy"])
+    return curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--mixtures", nargs="+", default=list(MIXTURES), choices=list(MIXTURES))
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--spaced-options", action="store_true",
+                        help="options name the colours with other tokens than the open answers (' pink' vs 'pink')")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    runs = []
+    for name in args.mixtures:
+        for seed in args.seeds:
+            start = time.perf_counter()
+            curve = train(MIXTURES[name], seed, args.steps, args.batch, args.lr, args.eval_every, args.spaced_options)
+            runs.append({"mixture": name, "tasks": MIXTURES[name], "seed": seed, "curve": curve,
+                         "seconds": round(time.perf_counter() - start, 1)})
+    for r in runs:
+        print(f"{r['mixture']:>16} seed {r['seed']}: " + " ".join(f"{c['step']}:{100 * c['mcq_accuracy']:.0f}" for c in r["curve"]))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        args.out.write_text(json.dumps({"config": config, "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
