@@ -2,8 +2,8 @@
 
 A diagnostic of the failure measured in experiments 5 to 10 (docs/training.md): the bundled-size LLM answers
 nearly every multiple-choice question "B", on its training questions too, while it names the same colours and
-categories when asked openly. This script isolates that skill from vision. The LLM of the nano recipe (same
-Qwen2 shape, learning rate, schedule and batch size) is trained from scratch on token sequences whose first
+categories when asked openly. This script isolates that skill from vision. The LLM of the nano recipe (its
+Qwen2 shape, learning rate, optimizer, schedule and batch size, read from the recipe config) is trained from scratch on token sequences whose first
 position is an *object embedding*: a fixed random code of one of eight colours plus a random per-sample nuisance
 vector, through a trained linear layer, as the object tokens reach the LLM through the object MLP. Tasks:
 
@@ -15,7 +15,7 @@ vector, through a trained linear layer, as the object tokens reach the LLM throu
 Each mixture of tasks is trained with several seeds; the multiple-choice accuracy on fresh questions is printed
 every ``--eval-every`` steps and written as JSON:
 
-    python benchmarks/toy_option_binding.py --steps 3000 --seeds 0 1 --out benchmarks/results/experiment11/toy_option_binding.json
+    python benchmarks/toy_option_binding.py --steps 2000 --seeds 0 1 --out benchmarks/results/experiment11/toy_option_binding.json
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -32,9 +32,13 @@ from torch import nn
 from transformers import Qwen2Config, Qwen2Model
 
 from pixelrefer.presets import RANDOM_PRESETS
+from pixelrefer.recipes.config import load_recipe_config
+from pixelrefer.synth.tasks import LETTERS
 from pixelrefer.synth.world import COLOURS
+from pixelrefer.train.config import TrainConfig
+from pixelrefer.train.optim import build_optimizer, build_scheduler, no_decay
+from pixelrefer.train.stages import get_stage
 
-LETTERS = ("A", "B", "C", "D")
 # "Ġ" + word: the same word after a space, a token of its own in a byte-level BPE (the recipe's tokenizer among them)
 WORDS = ("<pad>", "<object>", "which", "colour", "letter", "is", "?", "(", ")", "answer", *LETTERS, *COLOURS,
          *(f"Ġ{c}" for c in COLOURS))
@@ -52,10 +56,10 @@ MIXTURES = {
 class Toy(nn.Module):
     """The nano LLM (from its preset) with a linear object projector and a tied output head."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, preset: str, seed: int) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        text = dict(RANDOM_PRESETS["nano-v2-arch"]["text"], vocab_size=len(WORDS), tie_word_embeddings=True)
+        text = dict(RANDOM_PRESETS[preset]["text"], vocab_size=len(WORDS), tie_word_embeddings=True)
         self.llm = Qwen2Model(Qwen2Config(**text))
         self.object_proj = nn.Linear(FEATURE_DIM, text["hidden_size"])
 
@@ -111,38 +115,33 @@ class World:
         return ids, objects, answer_at, answers
 
 
-def lr_at(step: int, steps: int, peak: float) -> float:
-    """The recipe's schedule: 3 % linear warmup, cosine to 5 % of the peak."""
-    warmup = max(1, int(0.03 * steps))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 @torch.no_grad()
 def mcq_accuracy(model: Toy, world: World, n: int) -> float:
     ids, objects, answer_at, answers = world.batch(["mcq"] * n)
     return float((model(ids, objects, answer_at).argmax(-1) == answers).float().mean())
 
 
-def train(mixture: dict[str, float], seed: int, steps: int, batch: int, lr: float, eval_every: int,
+def train(recipe: TrainConfig, mixture: dict[str, float], seed: int, steps: int, eval_every: int,
           spaced_options: bool) -> list[dict]:
-    model = Toy(seed)
+    """The recipe's LLM-stage optimizer (AdamW, no decay on vectors) and warmup-cosine schedule over ``steps``."""
+    model = Toy(recipe.model.preset, seed)
     world, held = World(seed, spaced_options), World(10_000 + seed, spaced_options)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.01)
+    lr = get_stage(recipe.stage, recipe.lrs).lrs["llm"] * recipe.lr_scale
+    decay = {skip: [p for n, p in model.named_parameters() if no_decay(n, p) == skip] for skip in (False, True)}
+    opt = build_optimizer([{"params": params, "lr": lr, "weight_decay": 0.0 if skip else recipe.optim.weight_decay}
+                           for skip, params in decay.items()], recipe.optim)
+    schedule = build_scheduler(opt, steps, recipe.optim)
     names, weights = list(mixture), torch.tensor(list(mixture.values()))
     curve = []
     for step in range(steps):
-        picks = torch.multinomial(weights, batch, replacement=True, generator=world.gen)
+        picks = torch.multinomial(weights, recipe.batch_size, replacement=True, generator=world.gen)
         ids, objects, answer_at, answers = world.batch([names[int(i)] for i in picks])
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
         loss = nn.functional.cross_entropy(model(ids, objects, answer_at), answers)
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
         opt.step()
+        schedule.step()
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             curve.append({"step": step + 1, "loss": round(loss.item(), 4), "mcq_accuracy": mcq_accuracy(model, held, 512)})
             logger.info("%s seed %d step %d: loss %.3f, multiple choice %.1f %%", "+".join(names), seed, step + 1,
@@ -152,9 +151,8 @@ def train(mixture: dict[str, float], seed: int, steps: int, batch: int, lr: floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--recipe", default="nano", help="the recipe config whose LLM, optimizer and batch are used")
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--mixtures", nargs="+", default=list(MIXTURES), choices=list(MIXTURES))
     parser.add_argument("--eval-every", type=int, default=250)
@@ -165,11 +163,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    recipe = load_recipe_config(args.recipe)
     runs = []
     for name in args.mixtures:
         for seed in args.seeds:
             start = time.perf_counter()
-            curve = train(MIXTURES[name], seed, args.steps, args.batch, args.lr, args.eval_every, args.spaced_options)
+            curve = train(recipe, MIXTURES[name], seed, args.steps, args.eval_every, args.spaced_options)
             runs.append({"mixture": name, "tasks": MIXTURES[name], "seed": seed, "curve": curve,
                          "seconds": round(time.perf_counter() - start, 1)})
     for r in runs:
@@ -177,7 +176,9 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        args.out.write_text(json.dumps({"config": config, "runs": runs}, indent=1))
+        used = {"preset": recipe.model.preset, "batch_size": recipe.batch_size, "optim": asdict(recipe.optim),
+                "lr": get_stage(recipe.stage, recipe.lrs).lrs["llm"] * recipe.lr_scale}
+        args.out.write_text(json.dumps({"config": config, "recipe": used, "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":
