@@ -191,6 +191,8 @@ CLI = [
     _cli("cli-synth-image-size-1", ["synth", "--out", "@out", "--image-size", "1"], 2, "image_size", True),
     _cli("cli-synth-workers-0", ["synth", "--out", "@out", "--workers", "0"], 2, "workers", True),
     _cli("cli-synth-vocab-3", ["synth", "--out", "@out", "--tokenizer", "--vocab-size", "3"], 2, "vocab_size", True),
+    _cli("cli-synth-pretokenizer", ["synth", "--out", "@out", "--tokenizer", "--pretokenizer", "bytes"], 2,
+         "pretokenizer", True),
     _cli("cli-synth-video-masks", ["synth", "--out", "@out", "--video-masks", "some"], 2, "video_masks", True),
     _cli("cli-train-unknown-config", ["train", "--config", "nope"], 2, "no train config", True),
     _cli("cli-train-override-type", ["train", "max_steps=abc", "@train_out"], 2, "max_steps", True),

@@ -10,7 +10,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from pixelrefer.constants import SPECIAL_TOKENS
+from pixelrefer.errors import ConfigError
 from pixelrefer.processing.prompts import CHAT_TEMPLATE
+from pixelrefer.recipes.config import RecipeData
 from pixelrefer.synth.build import build_dataset
 from pixelrefer.synth.scenes import render_scene
 from pixelrefer.synth.tasks import image_instruction
@@ -71,3 +73,21 @@ def test_corpus_texts_reads_every_turn_of_a_built_dataset(tmp_path: Path) -> Non
                   for s in json.loads((tmp_path / f"{split}.json").read_text()))
     assert len(texts) == n_turns == 20
     assert list(corpus_texts(tmp_path, ("train.json",)))[:2] == texts[:2]
+
+
+@pytest.mark.parametrize("pretokenizer, same", [("qwen2", False), ("words", True)])
+def test_words_pretokenizer_gives_an_option_the_tokens_of_an_answer(tmp_path: Path, pretokenizer: str,
+                                                                     same: bool) -> None:
+    tok = train_tokenizer(_texts(), tmp_path, vocab_size=600, pretokenizer=pretokenizer)
+    question = tok.tokenize("What colour is <region>? (A) red (B) pink.")
+    answer = tok.tokenize("pink")
+    assert (question[-len(answer) - 1:-1] == answer) is same
+    text = "Ünïcode 😀 — a pink  disc\n\n(A) red"
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+
+
+def test_unknown_pretokenizer_is_rejected_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="pretokenizer must be one of qwen2, words"):
+        train_tokenizer(iter(()), tmp_path, pretokenizer="bytes")
+    with pytest.raises(ConfigError, match="pretokenizer"):
+        RecipeData(pretokenizer="bytes")

@@ -13,7 +13,7 @@ from PIL import Image
 
 from pixelrefer.synth import world
 from pixelrefer.synth.build import build_dataset
-from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE, SynthConfig
+from pixelrefer.synth.config import DEFAULT_PRETOKENIZER, DEFAULT_VOCAB_SIZE, SynthConfig, check_pretokenizer
 from pixelrefer.synth.scenes import Box, clearest_object, mask_box, sample_scene
 from pixelrefer.synth.tasks import CATEGORY_PROMPT, ask, noun_phrase
 from pixelrefer.synth.videos import render_video
@@ -43,6 +43,8 @@ def synth(
     workers: Annotated[int, typer.Option(help="Worker processes (output does not depend on it).")] = 1,
     tokenizer: Annotated[bool, typer.Option(help="Also train the small models' tokenizer into OUT/tokenizer.")] = False,
     vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary size, special tokens included.")] = DEFAULT_VOCAB_SIZE,
+    pretokenizer: Annotated[str, typer.Option(help="Tokenizer split rule: qwen2, or words (spaces split off every "
+                                                   "word).")] = DEFAULT_PRETOKENIZER,
     sample: Annotated[bool, typer.Option("--sample", help="Write one scene with masks and print its boxes.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -52,6 +54,7 @@ def synth(
         from pixelrefer.synth.tokenizer import check_vocab_size
 
         check_vocab_size(vocab_size)  # before the dataset is built, not after
+        check_pretokenizer(pretokenizer)
     if sample:
         write_sample(out, seed, image_size)
         return
@@ -65,7 +68,8 @@ def synth(
     if tokenizer:
         from pixelrefer.synth.tokenizer import corpus_texts, train_tokenizer
 
-        tok = train_tokenizer(corpus_texts(out, ("train.json",)), out / "tokenizer", vocab_size=vocab_size)
+        tok = train_tokenizer(corpus_texts(out, ("train.json",)), out / "tokenizer", vocab_size=vocab_size,
+                              pretokenizer=pretokenizer)
         typer.echo(f"tokenizer: {len(tok)} tokens -> {out / 'tokenizer'}")
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from pixelrefer.errors import ConfigError
-from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE, IMAGE_SIZE, SynthConfig
+from pixelrefer.synth.config import (
+    DEFAULT_PRETOKENIZER,
+    DEFAULT_VOCAB_SIZE,
+    IMAGE_SIZE,
+    SynthConfig,
+    check_pretokenizer,
+)
 from pixelrefer.train.config import (
     CONFIG_DIR,
     DataSection,
@@ -68,7 +74,11 @@ class RecipeData(DataSection):
     """The data section, plus the dataset and tokenizer a recipe builds when they are absent."""
 
     vocab_size: int = DEFAULT_VOCAB_SIZE  # of a tokenizer trained here (into data.tokenizer)
+    pretokenizer: str = DEFAULT_PRETOKENIZER  # ... and its split rule (synth/tokenizer.py, PRETOKENIZERS)
     synth: SynthConfig | None = None  # build DATA_ROOT with pixelrefer.synth if its train file is absent
+
+    def __post_init__(self) -> None:
+        check_pretokenizer(self.pretokenizer)
 
 
 @dataclass

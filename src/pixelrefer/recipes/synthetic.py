@@ -36,4 +36,5 @@ def prepare_tokenizer(cfg: RecipeConfig) -> None:
     from pixelrefer.synth.tokenizer import corpus_texts, train_tokenizer
 
     logger.info("training the tokenizer into %s", directory)
-    train_tokenizer(corpus_texts(cfg.data.root, (cfg.data.train_file,)), directory, vocab_size=cfg.data.vocab_size)
+    train_tokenizer(corpus_texts(cfg.data.root, (cfg.data.train_file,)), directory, vocab_size=cfg.data.vocab_size,
+                    pretokenizer=cfg.data.pretokenizer)

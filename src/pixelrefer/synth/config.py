@@ -12,6 +12,16 @@ MIN_IMAGE_SIZE = 8  # smaller scenes cannot hold an object
 MAX_IMAGE_SIZE = 4096
 VIDEO_MASKS = ("first", "all")
 DEFAULT_VOCAB_SIZE = 1024  # the small models' tokenizer, special tokens included
+# The tokenizer's pre-tokenizer split rules (synth/tokenizer.py). "qwen2" is the Qwen2/Qwen2.5 models' regex (their
+# tokenizer.json); "words" is the same with no space attached to a word or a punctuation run: every space is a token
+# (or a run) of its own, so a word is the same tokens after a space and at the start of a turn.
+PRETOKENIZERS = {
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+             r"\s+(?!\S)|\s+",
+    "words": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+}
+DEFAULT_PRETOKENIZER = "qwen2"
+
 IMAGE_SIZE = (448, 448)  # (height, width) of scenes and video frames (the scale the bundled models were trained at)
 SCENE_OBJECTS = (3, 6)  # objects per image scene (inclusive range)
 VIDEO_OBJECTS = (2, 4)  # tracks per video
@@ -22,6 +32,12 @@ MAX_FOLLOW_UPS = 6  # follow-up turns per sample (each asks about one or two reg
 OBJECT_ASPECT = (0.88, 1.14)  # width / height stretch of an object's unit shape
 BACKGROUNDS = ("smooth", "natural")
 MAX_NOISE = 64.0
+
+
+
+def check_pretokenizer(pretokenizer: str) -> None:
+    if pretokenizer not in PRETOKENIZERS:
+        raise ConfigError(f"pretokenizer must be one of {', '.join(PRETOKENIZERS)}, got {pretokenizer!r}")
 
 
 @dataclass(frozen=True)

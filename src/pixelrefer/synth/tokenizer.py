@@ -1,9 +1,14 @@
 """A small Qwen2-style byte-level BPE tokenizer trained on the synthetic world's text.
 
-Same pre-tokenisation as Qwen2 (its split regex, then byte-level without a prefix space), the official
+Qwen2's pre-tokenisation by default (its split regex, then byte-level without a prefix space), the official
 special tokens appended right after the BPE vocabulary in the order of
 :data:`pixelrefer.constants.SPECIAL_TOKENS`, and the official chat template. Saved as a transformers
 tokenizer directory, so ``AutoTokenizer.from_pretrained(out_dir)`` reloads it with the same ids.
+
+``pretokenizer="words"`` splits every space off into a token of its own instead, so a word is one token sequence
+wherever it stands: Qwen2's regex makes "pink" after a space (`` (A) pink``, an option) a different token from
+"pink" at the start of an answer, and a model trained from scratch must then learn that the two mean the same
+before it can answer a multiple-choice question by its option (docs/training.md, experiment 11's toy).
 """
 
 from __future__ import annotations
@@ -29,15 +34,15 @@ from transformers import PreTrainedTokenizerFast
 from pixelrefer.constants import END_OF_TEXT, IM_END, SPECIAL_TOKENS
 from pixelrefer.errors import ConfigError
 from pixelrefer.processing.prompts import CHAT_TEMPLATE
-from pixelrefer.synth.config import DEFAULT_VOCAB_SIZE
+from pixelrefer.synth.config import (
+    DEFAULT_PRETOKENIZER,
+    DEFAULT_VOCAB_SIZE,
+    PRETOKENIZERS,
+    check_pretokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
-# Qwen2's pre-tokenizer split pattern (tokenizer.json of the Qwen2/Qwen2.5 models).
-QWEN2_SPLIT_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
-    r"\s+(?!\S)|\s+"
-)
 MAX_TEMPLATE_SECONDS = 64  # timestamps rendered into the extra corpus ("Time 3.0s:")
 TEMPLATE_REPEAT = 16  # template text is rare in a corpus but present in every sequence: weight it up
 SPLIT_FILES = ("train.json", "val.json", "test.json", "heldout.json")
@@ -64,11 +69,11 @@ def corpus_texts(dataset_dir: str | Path, splits: Iterable[str] = SPLIT_FILES) -
                 yield turn["value"]
 
 
-def _base_tokenizer() -> Tokenizer:
+def _base_tokenizer(pretokenizer: str) -> Tokenizer:
     tok = Tokenizer(models.BPE(byte_fallback=False, ignore_merges=False))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.Split(Regex(PRETOKENIZERS[pretokenizer]), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
     ])
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
@@ -83,14 +88,16 @@ def check_vocab_size(vocab_size: int) -> None:
 
 
 def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int = DEFAULT_VOCAB_SIZE,
-                    min_frequency: int = 2) -> PreTrainedTokenizerFast:
+                    min_frequency: int = 2, pretokenizer: str = DEFAULT_PRETOKENIZER) -> PreTrainedTokenizerFast:
     """Train, save to `out_dir` and return the tokenizer.
 
     `vocab_size` is the total size including the special tokens; a small corpus may stop the BPE merges
-    earlier, giving a smaller vocabulary. Special tokens get ids ``n_bpe .. n_bpe + 6``.
+    earlier, giving a smaller vocabulary. Special tokens get ids ``n_bpe .. n_bpe + 6``. `pretokenizer` is a key
+    of :data:`~pixelrefer.synth.config.PRETOKENIZERS`.
     """
     check_vocab_size(vocab_size)
-    tok = _base_tokenizer()
+    check_pretokenizer(pretokenizer)
+    tok = _base_tokenizer(pretokenizer)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(SPECIAL_TOKENS),
         min_frequency=min_frequency,
