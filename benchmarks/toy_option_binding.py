@@ -39,15 +39,20 @@ from pixelrefer.train.config import TrainConfig
 from pixelrefer.train.optim import build_optimizer, build_scheduler, no_decay
 from pixelrefer.train.stages import get_stage
 
-# "Ġ" + word: the same word after a space, a token of its own in a byte-level BPE (the recipe's tokenizer among them)
-WORDS = ("<pad>", "<object>", "which", "colour", "letter", "is", "?", "(", ")", "answer", *LETTERS, *COLOURS,
+# "Ġ" + word: the same word after a space, a token of its own in a byte-level BPE (the qwen2 pre-tokenizer's);
+# "Ġ" alone: a space token, as the "words" pre-tokenizer splits it off (synth/config.py, PRETOKENIZERS)
+WORDS = ("<pad>", "<object>", "which", "colour", "letter", "is", "?", "(", ")", "answer", "Ġ", *LETTERS, *COLOURS,
          *(f"Ġ{c}" for c in COLOURS))
+# how an option names its colour: as the open answer does, as one spaced BPE token, or a space token then the answer's
+OPTION_FORMATS = {"joined": lambda c: [c], "bpe": lambda c: [f"Ġ{c}"], "words": lambda c: ["Ġ", c]}
 logger = logging.getLogger("toy_option_binding")
 VOCAB = {w: i for i, w in enumerate(WORDS)}
 COLOUR_NAMES = tuple(COLOURS)
 FEATURE_DIM = 32
 MIXTURES = {
     "open+mcq": {"open": 0.5, "mcq": 0.5},
+    "open+mcq 17%": {"open": 0.83, "mcq": 0.17},  # the share of multiple-choice turns in the nano recipe's data
+    "open+mcq 30%": {"open": 0.7, "mcq": 0.3},
     "open+mcq+lookup": {"open": 0.4, "mcq": 0.4, "lookup": 0.2},
     "mcq only": {"mcq": 1.0},
 }
@@ -74,9 +79,9 @@ class Toy(nn.Module):
 class World:
     """Samples of the three tasks: token ids, object features, where the answer is predicted, the answer id."""
 
-    def __init__(self, seed: int, spaced_options: bool) -> None:
+    def __init__(self, seed: int, options: str) -> None:
         self.gen = torch.Generator().manual_seed(seed)
-        self.option_prefix = "Ġ" if spaced_options else ""
+        self.name = OPTION_FORMATS[options]
         self.codes = torch.randn(len(COLOUR_NAMES), FEATURE_DIM, generator=torch.Generator().manual_seed(1234))
 
     def _int(self, n: int) -> int:
@@ -89,7 +94,7 @@ class World:
         others = [c for c in range(len(COLOUR_NAMES)) if c != correct]
         picked = [others[int(i)] for i in torch.randperm(len(others), generator=self.gen)[:3]]
         picked.insert(self._int(4), correct)
-        words = [w for letter, c in zip(LETTERS, picked) for w in ("(", letter, ")", self.option_prefix + COLOUR_NAMES[c])]
+        words = [w for letter, c in zip(LETTERS, picked) for w in ("(", letter, ")", *self.name(COLOUR_NAMES[c]))]
         return words, LETTERS[picked.index(correct)]
 
     def sample(self, task: str) -> tuple[list[str], torch.Tensor, str]:
@@ -100,8 +105,8 @@ class World:
         if task == "mcq":
             return ["<object>", "which", "colour", "?", *options, "answer"], self._object(colour), letter
         unrelated = self._object(self._int(len(COLOUR_NAMES)))
-        asked = self.option_prefix + COLOUR_NAMES[colour]
-        return ["<object>", "which", "letter", "is", asked, "?", *options, "answer"], unrelated, letter
+        asked = self.name(COLOUR_NAMES[colour])
+        return ["<object>", "which", "letter", "is", *asked, "?", *options, "answer"], unrelated, letter
 
     def batch(self, tasks: list[str]) -> tuple[torch.Tensor, ...]:
         rows = [self.sample(t) for t in tasks]
@@ -122,10 +127,11 @@ def mcq_accuracy(model: Toy, world: World, n: int) -> float:
 
 
 def train(recipe: TrainConfig, mixture: dict[str, float], seed: int, steps: int, eval_every: int,
-          spaced_options: bool) -> list[dict]:
-    """The recipe's LLM-stage optimizer (AdamW, no decay on vectors) and warmup-cosine schedule over ``steps``."""
+          options: str, mcq_weight: float) -> list[dict]:
+    """The recipe's LLM-stage optimizer (AdamW, no decay on vectors) and warmup-cosine schedule over ``steps``;
+    the loss is the mean over the batch with the multiple-choice answers weighted ``mcq_weight`` times."""
     model = Toy(recipe.model.preset, seed)
-    world, held = World(seed, spaced_options), World(10_000 + seed, spaced_options)
+    world, held = World(seed, options), World(10_000 + seed, options)
     lr = get_stage(recipe.stage, recipe.lrs).lrs["llm"] * recipe.lr_scale
     decay = {skip: [p for n, p in model.named_parameters() if no_decay(n, p) == skip] for skip in (False, True)}
     opt = build_optimizer([{"params": params, "lr": lr, "weight_decay": 0.0 if skip else recipe.optim.weight_decay}
@@ -135,8 +141,11 @@ def train(recipe: TrainConfig, mixture: dict[str, float], seed: int, steps: int,
     curve = []
     for step in range(steps):
         picks = torch.multinomial(weights, recipe.batch_size, replacement=True, generator=world.gen)
-        ids, objects, answer_at, answers = world.batch([names[int(i)] for i in picks])
-        loss = nn.functional.cross_entropy(model(ids, objects, answer_at), answers)
+        tasks = [names[int(i)] for i in picks]
+        ids, objects, answer_at, answers = world.batch(tasks)
+        answer_weights = torch.tensor([mcq_weight if t == "mcq" else 1.0 for t in tasks])
+        losses = nn.functional.cross_entropy(model(ids, objects, answer_at), answers, reduction="none")
+        loss = (answer_weights * losses).sum() / answer_weights.sum()
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
@@ -157,8 +166,10 @@ def main() -> None:
     parser.add_argument("--mixtures", nargs="+", default=list(MIXTURES), choices=list(MIXTURES))
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--spaced-options", action="store_true",
-                        help="options name the colours with other tokens than the open answers (' pink' vs 'pink')")
+    parser.add_argument("--options", default="joined", choices=list(OPTION_FORMATS),
+                        help="how options name a colour: 'pink' as the open answer, 'Ġpink' (the qwen2 "
+                             "pre-tokenizer's spaced word) or 'Ġ' 'pink' (the words pre-tokenizer's)")
+    parser.add_argument("--mcq-weight", type=float, default=1.0, help="loss weight of a multiple-choice answer")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -168,7 +179,8 @@ def main() -> None:
     for name in args.mixtures:
         for seed in args.seeds:
             start = time.perf_counter()
-            curve = train(recipe, MIXTURES[name], seed, args.steps, args.eval_every, args.spaced_options)
+            curve = train(recipe, MIXTURES[name], seed, args.steps, args.eval_every, args.options,
+                          args.mcq_weight)
             runs.append({"mixture": name, "tasks": MIXTURES[name], "seed": seed, "curve": curve,
                          "seconds": round(time.perf_counter() - start, 1)})
     for r in runs:

@@ -13,7 +13,15 @@ from pixelrefer.errors import ConfigError
 from pixelrefer.processing.prompts import TASK_PROMPTS
 from pixelrefer.synth.build import SPLITS, UNSEEN_PHRASING_SPLITS, build_dataset
 from pixelrefer.synth.config import PHRASING_SET_NAMES, SynthConfig
-from pixelrefer.synth.tasks import IMAGE_FOLLOW_UP_TASKS, PHRASING_SETS, PHRASINGS, VIDEO_FOLLOW_UP_TASKS, ask
+from pixelrefer.synth.tasks import (
+    IMAGE_FOLLOW_UP_TASKS,
+    MCQ_TASK,
+    PHRASING_SETS,
+    PHRASINGS,
+    VIDEO_FOLLOW_UP_TASKS,
+    ask,
+    with_share,
+)
 from pixelrefer.train.data import parse_sample, sample_ref
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside pycocotools
@@ -151,3 +159,23 @@ def test_follow_ups_add_short_turns_to_training_samples_only(builds: dict[bool, 
     assert "follow_up_tasks" not in info["splits"]["heldout"]
     with pytest.raises(ConfigError, match="follow_ups"):
         SynthConfig(follow_ups=-1)
+
+
+def test_follow_up_mcq_sets_the_share_of_multiple_choice_follow_ups(tmp_path: Path) -> None:
+    shares, firsts = {}, {}
+    for share in (None, 0.6):
+        out = tmp_path / str(share)
+        build_dataset(out, **(ARGS | {"follow_ups": 4, "follow_up_mcq": share}))
+        ups = [u["task"] for s in _samples(out, "train") if not s["meta"].get("off_palette")
+               for u in s["meta"]["follow_ups"]]
+        shares[share] = ups.count(MCQ_TASK) / len(ups)
+        firsts[share] = [s["conversations"][:2] for s in _samples(out, "train")]
+    assert firsts[None] == firsts[0.6]  # the first turns do not depend on the follow-ups' mixture
+    assert shares[None] < 0.35 and shares[0.6] > 0.45
+    mixed = with_share(IMAGE_FOLLOW_UP_TASKS, MCQ_TASK, 0.6)
+    assert mixed[MCQ_TASK] == 0.6 and sum(mixed.values()) == pytest.approx(1.0)
+    assert mixed["relation"] / mixed["region_qa"] == pytest.approx(IMAGE_FOLLOW_UP_TASKS["relation"] / IMAGE_FOLLOW_UP_TASKS["region_qa"])
+    assert with_share(IMAGE_FOLLOW_UP_TASKS, MCQ_TASK, None) is IMAGE_FOLLOW_UP_TASKS
+    for bad in (1.0, -0.1, True, "half"):
+        with pytest.raises(ConfigError, match="follow_up_mcq"):
+            SynthConfig(follow_up_mcq=bad)

@@ -35,12 +35,14 @@ from pixelrefer.synth.config import SynthConfig
 from pixelrefer.synth.scenes import Scene, render_scene
 from pixelrefer.synth.tasks import (
     IMAGE_FOLLOW_UP_TASKS,
+    MCQ_TASK,
     OFF_PALETTE_TASKS,
     VIDEO_FOLLOW_UP_TASKS,
     Instruction,
     image_instruction,
     rephrase,
     video_instruction,
+    with_share,
 )
 from pixelrefer.synth.videos import Video, render_video
 
@@ -154,9 +156,10 @@ def _follow_ups(cfg: SynthConfig, split: str, scene_idx: int, j: int, media: Sce
     for t in range(cfg.follow_ups):
         rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j, FOLLOW_UP_STREAM, t])
         if isinstance(media, Video):
-            ins = video_instruction(media, rng, primary, weights=VIDEO_FOLLOW_UP_TASKS)
+            ins = video_instruction(media, rng, primary, weights=with_share(VIDEO_FOLLOW_UP_TASKS, MCQ_TASK, cfg.follow_up_mcq))
         else:
-            ins = image_instruction(media, rng, primary, weights=OFF_PALETTE_TASKS if off_palette else IMAGE_FOLLOW_UP_TASKS)
+            weights = OFF_PALETTE_TASKS if off_palette else with_share(IMAGE_FOLLOW_UP_TASKS, MCQ_TASK, cfg.follow_up_mcq)
+            ins = image_instruction(media, rng, primary, weights=weights)
         turns.append(rephrase(ins, rng, unseen=False, phrasing_set=cfg.phrasing_set) if cfg.paraphrases else ins)
     return turns
 

@@ -115,6 +115,10 @@ class SynthConfig:
     # pass over the image teaches several answers. Drawn from their own generators: the first turn, and so every
     # val/test/heldout sample, is the same as without them. 0: the bundled data.
     follow_ups: int = 0
+    # The share of multiple-choice questions among those follow-up turns (the other tasks keep their proportions;
+    # synth/tasks.py, with_share). None: the tables as they are (0.2). A from-scratch LLM learns to answer with an
+    # option's letter only after a plateau whose length grows as this share falls (docs/training.md, experiment 12).
+    follow_up_mcq: float | None = None
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -148,6 +152,9 @@ class SynthConfig:
             raise ConfigError(f"phrasing_set must be one of {', '.join(PHRASING_SET_NAMES)}, got {self.phrasing_set!r}")
         if isinstance(self.follow_ups, bool) or not isinstance(self.follow_ups, int) or not 0 <= self.follow_ups <= MAX_FOLLOW_UPS:
             raise ConfigError(f"follow_ups must be a whole number in 0..{MAX_FOLLOW_UPS}, got {self.follow_ups!r}")
+        mcq = self.follow_up_mcq
+        if mcq is not None and (isinstance(mcq, bool) or not (isinstance(mcq, int | float) and 0.0 <= mcq < 1.0)):
+            raise ConfigError(f"follow_up_mcq must be in [0, 1) or null, got {mcq!r}")
 
     @property
     def side(self) -> int:

@@ -33,6 +33,7 @@ VIDEO_DETAIL_PROMPT = TASK_PROMPTS["video_detailed"]
 TWO_REGIONS = "There are two regions in the image: <region0><region>, <region1><region>. "
 TWO_OBJECTS = "There are two objects in the video: <object0><region>, <object1><region>. "
 LETTERS = "ABCD"
+MCQ_TASK = "multiple_choice"
 
 SEPARATION = 0.1  # centre distance (fraction of the image side) for a left/right or above/below answer
 AREA_RATIO = 1.6  # visible-area ratio for a larger/smaller answer
@@ -76,6 +77,15 @@ VIDEO_FOLLOW_UP_TASKS: dict[str, float] = {
     "interaction": 0.2,
     "multiple_choice": 0.2,
 }
+
+
+
+def with_share(weights: dict[str, float], task: str, share: float | None) -> dict[str, float]:
+    """``weights`` with ``task`` at ``share`` of the total and the other tasks scaled to the rest; ``None``: as is."""
+    if share is None:
+        return weights
+    others = sum(w for name, w in weights.items() if name != task)
+    return {name: share if name == task else (1.0 - share) * w / others for name, w in weights.items()}
 
 
 @dataclass(frozen=True)
@@ -442,7 +452,7 @@ def image_multiple_choice(scene: Scene, rng: np.random.Generator, primary: list[
     kind, family, correct, pool = kinds[int(rng.integers(len(kinds)))]
     text, letter, options = _multiple_choice(rng, ask(family), correct, pool)
     meta = _obj_meta(o) | {"question_type": kind, "options": options, "correct": correct}
-    return Instruction("multiple_choice", text, letter, [Target(o.index)], meta, family)
+    return Instruction(MCQ_TASK, text, letter, [Target(o.index)], meta, family)
 
 
 IMAGE_GENERATORS: dict[str, ImageTask] = {
@@ -584,7 +594,7 @@ def video_multiple_choice(video: Video, rng: np.random.Generator, primary: list[
     kind, family, correct, pool = kinds[int(rng.integers(len(kinds)))]
     text, letter, options = _multiple_choice(rng, ask(family), correct, pool)
     meta = _track_meta(tr) | {"question_type": kind, "options": options, "correct": correct}
-    return Instruction("multiple_choice", text, letter, [Target(tr.index)], meta, family)
+    return Instruction(MCQ_TASK, text, letter, [Target(tr.index)], meta, family)
 
 
 VIDEO_GENERATORS: dict[str, VideoTask] = {
