@@ -75,8 +75,8 @@ def test_corpus_texts_reads_every_turn_of_a_built_dataset(tmp_path: Path) -> Non
     assert list(corpus_texts(tmp_path, ("train.json",)))[:2] == texts[:2]
 
 
-@pytest.mark.parametrize("pretokenizer, same", [("qwen2", False), ("words", True)])
-def test_words_pretokenizer_gives_an_option_the_tokens_of_an_answer(tmp_path: Path, pretokenizer: str,
+@pytest.mark.parametrize("pretokenizer, same", [("qwen2", False), ("words", True), ("options", True)])
+def test_words_and_options_pretokenizers_give_an_option_the_tokens_of_an_answer(tmp_path: Path, pretokenizer: str,
                                                                      same: bool) -> None:
     tok = train_tokenizer(_texts(), tmp_path, vocab_size=600, pretokenizer=pretokenizer)
     question = tok.tokenize("What colour is <region>? (A) red (B) pink.")
@@ -84,10 +84,12 @@ def test_words_pretokenizer_gives_an_option_the_tokens_of_an_answer(tmp_path: Pa
     assert (question[-len(answer) - 1:-1] == answer) is same
     text = "Ünïcode 😀 — a pink  disc\n\n(A) red"
     assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+    if pretokenizer == "options":  # elsewhere a space stays with its word, as in qwen2
+        assert "Ġ" not in tok.tokenize("a pink disc (in the box)")
 
 
 def test_unknown_pretokenizer_is_rejected_before_training(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="pretokenizer must be one of qwen2, words"):
+    with pytest.raises(ConfigError, match="pretokenizer must be one of qwen2, words, options"):
         train_tokenizer(iter(()), tmp_path, pretokenizer="bytes")
     with pytest.raises(ConfigError, match="pretokenizer"):
         RecipeData(pretokenizer="bytes")

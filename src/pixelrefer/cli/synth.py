@@ -43,8 +43,8 @@ def synth(
     workers: Annotated[int, typer.Option(help="Worker processes (output does not depend on it).")] = 1,
     tokenizer: Annotated[bool, typer.Option(help="Also train the small models' tokenizer into OUT/tokenizer.")] = False,
     vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary size, special tokens included.")] = DEFAULT_VOCAB_SIZE,
-    pretokenizer: Annotated[str, typer.Option(help="Tokenizer split rule: qwen2, or words (spaces split off every "
-                                                   "word).")] = DEFAULT_PRETOKENIZER,
+    pretokenizer: Annotated[str, typer.Option(help="Tokenizer split rule: qwen2, words (spaces split off every "
+                                                   "word) or options (off the word after '(B)').")] = DEFAULT_PRETOKENIZER,
     sample: Annotated[bool, typer.Option("--sample", help="Write one scene with masks and print its boxes.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
