@@ -153,13 +153,14 @@ def _follow_ups(cfg: SynthConfig, split: str, scene_idx: int, j: int, media: Sce
     if split != "train":
         return []
     turns = []
+    image_tasks = with_share(IMAGE_FOLLOW_UP_TASKS, MCQ_TASK, cfg.follow_up_mcq)
+    video_tasks = with_share(VIDEO_FOLLOW_UP_TASKS, MCQ_TASK, cfg.follow_up_mcq)
     for t in range(cfg.follow_ups):
         rng = np.random.default_rng([cfg.seed, SPLITS.index(split), scene_idx, 1 + j, FOLLOW_UP_STREAM, t])
         if isinstance(media, Video):
-            ins = video_instruction(media, rng, primary, weights=with_share(VIDEO_FOLLOW_UP_TASKS, MCQ_TASK, cfg.follow_up_mcq))
+            ins = video_instruction(media, rng, primary, weights=video_tasks)
         else:
-            weights = OFF_PALETTE_TASKS if off_palette else with_share(IMAGE_FOLLOW_UP_TASKS, MCQ_TASK, cfg.follow_up_mcq)
-            ins = image_instruction(media, rng, primary, weights=weights)
+            ins = image_instruction(media, rng, primary, weights=OFF_PALETTE_TASKS if off_palette else image_tasks)
         turns.append(rephrase(ins, rng, unseen=False, phrasing_set=cfg.phrasing_set) if cfg.paraphrases else ins)
     return turns
 

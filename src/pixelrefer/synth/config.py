@@ -38,7 +38,6 @@ BACKGROUNDS = ("smooth", "natural")
 MAX_NOISE = 64.0
 
 
-
 def check_pretokenizer(pretokenizer: str) -> None:
     if pretokenizer not in PRETOKENIZERS:
         raise ConfigError(f"pretokenizer must be one of {', '.join(PRETOKENIZERS)}, got {pretokenizer!r}")

@@ -79,7 +79,6 @@ VIDEO_FOLLOW_UP_TASKS: dict[str, float] = {
 }
 
 
-
 def with_share(weights: dict[str, float], task: str, share: float | None) -> dict[str, float]:
     """``weights`` with ``task`` at ``share`` of the total and the other tasks scaled to the rest; ``None``: as is."""
     if share is None:

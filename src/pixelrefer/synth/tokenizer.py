@@ -5,10 +5,11 @@ special tokens appended right after the BPE vocabulary in the order of
 :data:`pixelrefer.constants.SPECIAL_TOKENS`, and the official chat template. Saved as a transformers
 tokenizer directory, so ``AutoTokenizer.from_pretrained(out_dir)`` reloads it with the same ids.
 
-``pretokenizer="words"`` splits every space off into a token of its own instead, so a word is one token sequence
-wherever it stands: Qwen2's regex makes "pink" after a space (`` (A) pink``, an option) a different token from
-"pink" at the start of an answer, and a model trained from scratch must then learn that the two mean the same
-before it can answer a multiple-choice question by its option (docs/training.md, experiment 11's toy).
+Qwen2's regex makes "pink" after a space (`` (A) pink``, an option) a different token from "pink" at the start of
+an answer, and a model trained from scratch must then learn that the two mean the same before it can answer a
+multiple-choice question by its option (docs/training.md, experiments 11 and 12). The other rules of
+:data:`~pixelrefer.synth.config.PRETOKENIZERS` split that space off: ``"options"`` only after an option's letter,
+``"words"`` everywhere.
 """
 
 from __future__ import annotations
