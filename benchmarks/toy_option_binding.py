@@ -40,7 +40,7 @@ from pixelrefer.train.optim import build_optimizer, build_scheduler, no_decay
 from pixelrefer.train.stages import get_stage
 
 # "Ġ" + word: the same word after a space, a token of its own in a byte-level BPE (the qwen2 pre-tokenizer's);
-# "Ġ" alone: a space token, as the "words" pre-tokenizer splits it off (synth/config.py, PRETOKENIZERS)
+# "Ġ" alone: a space token, as the "options" and "words" pre-tokenizers split it off (synth/config.py, PRETOKENIZERS)
 WORDS = ("<pad>", "<object>", "which", "colour", "letter", "is", "?", "(", ")", "answer", "Ġ", *LETTERS, *COLOURS,
          *(f"Ġ{c}" for c in COLOURS))
 # how an option names its colour: as the open answer does, as one spaced BPE token, or a space token then the answer's
@@ -126,13 +126,18 @@ def mcq_accuracy(model: Toy, world: World, n: int) -> float:
     return float((model(ids, objects, answer_at).argmax(-1) == answers).float().mean())
 
 
+def llm_lr(recipe: TrainConfig) -> float:
+    """The learning rate of the recipe's LLM group in its stage."""
+    return get_stage(recipe.stage, recipe.lrs).lrs["llm"] * recipe.lr_scale
+
+
 def train(recipe: TrainConfig, mixture: dict[str, float], seed: int, steps: int, eval_every: int,
           options: str, mcq_weight: float) -> list[dict]:
     """The recipe's LLM-stage optimizer (AdamW, no decay on vectors) and warmup-cosine schedule over ``steps``;
     the loss is the mean over the batch with the multiple-choice answers weighted ``mcq_weight`` times."""
     model = Toy(recipe.model.preset, seed)
     world, held = World(seed, options), World(10_000 + seed, options)
-    lr = get_stage(recipe.stage, recipe.lrs).lrs["llm"] * recipe.lr_scale
+    lr = llm_lr(recipe)
     decay = {skip: [p for n, p in model.named_parameters() if no_decay(n, p) == skip] for skip in (False, True)}
     opt = build_optimizer([{"params": params, "lr": lr, "weight_decay": 0.0 if skip else recipe.optim.weight_decay}
                            for skip, params in decay.items()], recipe.optim)
@@ -168,7 +173,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--options", default="joined", choices=list(OPTION_FORMATS),
                         help="how options name a colour: 'pink' as the open answer, 'Ġpink' (the qwen2 "
-                             "pre-tokenizer's spaced word) or 'Ġ' 'pink' (the words pre-tokenizer's)")
+                             "pre-tokenizer's spaced word) or 'Ġ' 'pink' (the options and words pre-tokenizers')")
     parser.add_argument("--mcq-weight", type=float, default=1.0, help="loss weight of a multiple-choice answer")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -189,7 +194,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
         used = {"preset": recipe.model.preset, "batch_size": recipe.batch_size, "optim": asdict(recipe.optim),
-                "lr": get_stage(recipe.stage, recipe.lrs).lrs["llm"] * recipe.lr_scale}
+                "lr": llm_lr(recipe)}
         args.out.write_text(json.dumps({"config": config, "recipe": used, "runs": runs}, indent=1))
 
 
