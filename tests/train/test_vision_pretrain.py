@@ -213,7 +213,7 @@ def test_fact_loss_is_the_mean_of_the_binned_fact_and_pattern_losses(tiny_model)
 def test_pretraining_with_facts_reports_them_and_keeps_their_head(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
-    from pixelrefer.recipes.vision import HEAD_FILE
+    from pixelrefer.train.run import HEAD_FILE
 
     pretrain_vision(tiny_model, replace(SHORT, fact_loss=1.0), tmp_path / "vision", torch.device("cpu"),
                     progress=False)
@@ -225,3 +225,33 @@ def test_pretraining_with_facts_reports_them_and_keeps_their_head(tiny_model, tm
     assert last["val_fact_accuracy"] == pytest.approx(sum(val[n] for n in names) / len(names))
     head = load_file(tmp_path / "vision" / HEAD_FILE)
     assert {"weight", "bias", "facts.weight", "facts.bias"} == set(head)
+
+
+def test_projector_init_starts_the_object_projector_as_the_fact_head(tiny_config, tmp_path):
+    from pixelrefer.errors import ConfigError
+    from pixelrefer.train.run import HEAD_FILE
+
+    overrides = ["vision_pretrain.steps=2", "vision_pretrain.batch_size=4", "vision_pretrain.workers=0",
+                 "vision_pretrain.val_regions=4", "vision_pretrain.image_size=112", "vision_pretrain.fact_loss=1",
+                 f"model.vision_init={tmp_path / 'tower'}"]
+    plain_cfg = tiny_config(*overrides)
+    facts_cfg = tiny_config(*overrides, "model.projector_init=facts")
+    prepare_vision(facts_cfg)  # the pretraining itself runs without the option
+    plain = build_model(plain_cfg, load_tokenizer(plain_cfg)).object_tokenizer.mlp[0]
+    first = build_model(facts_cfg, load_tokenizer(facts_cfg)).object_tokenizer.mlp[0]
+    head = load_file(tmp_path / "tower" / HEAD_FILE)["facts.weight"]
+    n = len(head)
+    cosine = torch.nn.functional.cosine_similarity(first.weight[:n], head, dim=1)
+    assert torch.allclose(cosine, torch.ones(n), atol=1e-5)  # the fact head's directions ...
+    norms = first.weight[:n].norm(dim=1)
+    assert torch.allclose(norms, plain.weight.norm(dim=1).mean().expand(n), rtol=1e-5)  # ... at the random rows' scale
+    assert torch.equal(first.weight[n:], plain.weight[n:]) and torch.equal(first.bias[n:], plain.bias[n:])
+    assert not torch.equal(first.weight[:n], plain.weight[:n])
+    with pytest.raises(ConfigError, match="projector_init"):
+        tiny_config("model.projector_init=facts")  # no vision_init folder to read the head from
+    with pytest.raises(ConfigError, match="projector_init must be one of"):
+        tiny_config(*overrides, "model.projector_init=labels")
+    no_facts = tiny_config(*overrides[:-2], f"model.vision_init={tmp_path / 'labels-only'}", "model.projector_init=facts")
+    prepare_vision(no_facts)
+    with pytest.raises(FileNotFoundError, match="holds no fact head"):
+        build_model(no_facts, load_tokenizer(no_facts))

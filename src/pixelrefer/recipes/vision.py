@@ -29,7 +29,8 @@ folder, also in a later session), metrics and progress bar.
 
 The output folder holds ``vision.safetensors`` (the ``vision_model.*`` and ``object_tokenizer.pos_proj.*``
 tensors under their model names; written last and atomically, see :func:`pixelrefer.train.run.save_vision_weights`),
-``head.safetensors`` (the label head, labels in its metadata), ``metrics.jsonl``, ``checkpoints/`` and the
+``head.safetensors`` (the label head, labels in its metadata, and with ``fact_loss`` the fact head, which
+``model.projector_init=facts`` reads), ``metrics.jsonl``, ``checkpoints/`` and the
 resolved section as ``vision_pretrain.yaml``; runs sharing the folder take turns (:func:`folder_lock`), so it is
 trained once. ``model.vision_init`` loads the weights into a freshly built model
 (:func:`pixelrefer.train.run.load_vision_weights`).
@@ -71,6 +72,8 @@ from pixelrefer.train.distributed import Processes, init_processes
 from pixelrefer.train.loop import Trainer, latest_checkpoint, seed_everything
 from pixelrefer.train.objective import Objective
 from pixelrefer.train.run import (
+    FACT_HEAD_PREFIX,
+    HEAD_FILE,
     VISION_WEIGHTS_FILE,
     build_model,
     load_tokenizer,
@@ -84,7 +87,6 @@ from pixelrefer.types import VisualInputs
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
-HEAD_FILE = "head.safetensors"  # the linear head over the labels (for diagnostics; the model does not use it)
 CONFIG_FILE = "vision_pretrain.yaml"
 GROUP = "vision"  # the optimizer group name of every pretrained tensor
 FACT_BINS = 8  # equal bins of [0, 1] in which the fact head places each continuous fact
@@ -261,7 +263,7 @@ def pretrain_vision(model: PixelReferForConditionalGeneration, cfg: VisionPretra
     trainer.fit(stop_at)
     if trainer.state.step < trainer.total_steps:
         return trainer
-    heads = {"": classifier.head, "facts.": classifier.facts}
+    heads = {"": classifier.head, FACT_HEAD_PREFIX: classifier.facts}
     head = {prefix + k: v.detach().cpu().contiguous() for prefix, module in heads.items() if module is not None
             for k, v in module.state_dict().items()}
     save_atomic(head, out / HEAD_FILE, {"labels": json.dumps(list(labels))})
@@ -328,8 +330,8 @@ def prepare_vision(cfg: RecipeConfig, resume: str = "never") -> None:
         if (folder / VISION_WEIGHTS_FILE).is_file():  # another run may have finished it while this one waited
             return
         logger.info("pretraining the vision tower into %s", folder)
-        # position_gain belongs to the LLM stage (applied when that stage loads this tower), not to the pretraining
-        tower_cfg = replace(cfg.model, vision_init=None, position_gain=1.0)
+        # position_gain and projector_init belong to the LLM stage (applied when that stage loads this tower)
+        tower_cfg = replace(cfg.model, vision_init=None, position_gain=1.0, projector_init=None)
         model = build_model(dataclasses.replace(cfg, model=tower_cfg), load_tokenizer(cfg))
         device = init_processes(cfg.device).device
         pretrain_vision(model, cfg.vision_pretrain, folder, device, cfg.progress,

@@ -29,6 +29,7 @@ from pixelrefer.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+PROJECTOR_INITS = (None, "facts")  # model.projector_init
 RESOLVED_NAME = "config.yaml"
 
 
@@ -39,6 +40,7 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)  # PixelReferConfig fields, for a preset init
     vision_init: str | None = None  # a folder whose vision.safetensors replaces the preset's vision tower (see run.py)
     position_gain: float = 1.0  # amplify the box position embedding about the image centre (preset init only; run.py)
+    projector_init: str | None = None  # "facts": object projector rows start as vision_init's fact head (run.py)
 
 
 @dataclass
@@ -153,6 +155,11 @@ class TrainConfig:
         if self.model.position_gain != 1.0 and self.model.init_from is not None:
             raise ConfigError("model.position_gain applies to a preset init; model.init_from loads trained weights as "
                               "they are")
+        if self.model.projector_init not in PROJECTOR_INITS:
+            raise ConfigError(f"model.projector_init must be one of {PROJECTOR_INITS}, got {self.model.projector_init!r}")
+        if self.model.projector_init is not None and (self.model.vision_init is None or self.model.init_from):
+            raise ConfigError("model.projector_init applies to a preset init with model.vision_init (it reads that "
+                              "folder's fact head)")
         if not self.epochs > 0 or not self.lr_scale > 0:
             raise ConfigError(f"epochs and lr_scale must be > 0, got {self.epochs} and {self.lr_scale}")
         for name in ("limit", "eval_limit"):
