@@ -8,7 +8,9 @@ position is an *object embedding*: a fixed random code of one of eight colours p
 vector, through a trained linear layer, as the object tokens reach the LLM through the object MLP. Tasks:
 
 - ``open``: ``[object] which colour ? answer`` -> the colour word;
-- ``mcq``: ``[object] which colour ? ( A ) w ( B ) w ( C ) w ( D ) w answer`` -> the letter of the right colour;
+- ``mcq``: ``[object] which colour ? ( A ) w ( B ) w ( C ) w ( D ) w answer`` -> the letter of the right colour
+  (``--mcq-answer colour-letter``: the colour word, then its letter, the model's own colour fed back when scored;
+  ``--option-order colour-first``: options written ``w ( A )``);
 - ``lookup``: ``[object] which letter is w ? ( A ) ... answer`` -> the letter of ``w`` (text only: the object is an
   unrelated one, so only the word in the question tells the answer).
 
@@ -69,19 +71,21 @@ class Toy(nn.Module):
         self.object_proj = nn.Linear(FEATURE_DIM, text["hidden_size"])
 
     def forward(self, ids: torch.Tensor, objects: torch.Tensor, answer_at: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, T, V)`` at the ``(B, T)`` positions ``answer_at``."""
         embeds = self.llm.embed_tokens(ids)
         embeds = torch.cat([self.object_proj(objects)[:, None], embeds[:, 1:]], dim=1)
         hidden = self.llm(inputs_embeds=embeds, attention_mask=(ids != VOCAB["<pad>"]).long()).last_hidden_state
-        at = hidden[torch.arange(len(ids)), answer_at]
+        at = hidden[torch.arange(len(ids))[:, None], answer_at]
         return at @ self.llm.embed_tokens.weight.T
 
 
 class World:
     """Samples of the three tasks: token ids, object features, where the answer is predicted, the answer id."""
 
-    def __init__(self, seed: int, options: str) -> None:
+    def __init__(self, seed: int, options: str, mcq_answer: str = "letter", option_order: str = "letter-first") -> None:
         self.gen = torch.Generator().manual_seed(seed)
         self.name = OPTION_FORMATS[options]
+        self.mcq_answer, self.option_order = mcq_answer, option_order
         self.codes = torch.randn(len(COLOUR_NAMES), FEATURE_DIM, generator=torch.Generator().manual_seed(1234))
 
     def _int(self, n: int) -> int:
@@ -94,36 +98,52 @@ class World:
         others = [c for c in range(len(COLOUR_NAMES)) if c != correct]
         picked = [others[int(i)] for i in torch.randperm(len(others), generator=self.gen)[:3]]
         picked.insert(self._int(4), correct)
-        words = [w for letter, c in zip(LETTERS, picked) for w in ("(", letter, ")", *self.name(COLOUR_NAMES[c]))]
+        def option(letter: str, c: int) -> tuple[str, ...]:
+            tag, name = ("(", letter, ")"), tuple(self.name(COLOUR_NAMES[c]))
+            return name + tag if self.option_order == "colour-first" else tag + name
+
+        words = [w for letter, c in zip(LETTERS, picked) for w in option(letter, c)]
         return words, LETTERS[picked.index(correct)]
 
-    def sample(self, task: str) -> tuple[list[str], torch.Tensor, str]:
+    def sample(self, task: str) -> tuple[list[str], torch.Tensor, list[str]]:
+        """Question tokens (the teacher-forced answer tokens but the last included), object, answer tokens."""
         colour = self._int(len(COLOUR_NAMES))
         if task == "open":
-            return ["<object>", "which", "colour", "?", "answer"], self._object(colour), COLOUR_NAMES[colour]
+            return ["<object>", "which", "colour", "?", "answer"], self._object(colour), [COLOUR_NAMES[colour]]
         options, letter = self._options(colour)
         if task == "mcq":
-            return ["<object>", "which", "colour", "?", *options, "answer"], self._object(colour), letter
+            question = ["<object>", "which", "colour", "?", *options, "answer"]
+            if self.mcq_answer == "colour-letter":
+                return [*question, COLOUR_NAMES[colour]], self._object(colour), [COLOUR_NAMES[colour], letter]
+            return question, self._object(colour), [letter]
         unrelated = self._object(self._int(len(COLOUR_NAMES)))
         asked = self.name(COLOUR_NAMES[colour])
-        return ["<object>", "which", "letter", "is", *asked, "?", *options, "answer"], unrelated, letter
+        return ["<object>", "which", "letter", "is", *asked, "?", *options, "answer"], unrelated, [letter]
 
     def batch(self, tasks: list[str]) -> tuple[torch.Tensor, ...]:
+        """ids (B, L), objects, the answer positions (B, T) and answer ids (B, T; -100 past a row's answer)."""
         rows = [self.sample(t) for t in tasks]
-        length = max(len(r[0]) for r in rows)
+        length, answer_len = max(len(r[0]) for r in rows), max(len(r[2]) for r in rows)
         ids = torch.full((len(rows), length), VOCAB["<pad>"])
-        for i, (words, _, _) in enumerate(rows):
+        answer_at = torch.zeros(len(rows), answer_len, dtype=torch.long)
+        answers = torch.full((len(rows), answer_len), -100)
+        for i, (words, _, answer) in enumerate(rows):
             ids[i, : len(words)] = torch.tensor([VOCAB[w] for w in words])
-        objects = torch.stack([r[1] for r in rows])
-        answer_at = torch.tensor([len(r[0]) - 1 for r in rows])
-        answers = torch.tensor([VOCAB[r[2]] for r in rows])
-        return ids, objects, answer_at, answers
+            first = len(words) - len(answer)
+            answer_at[i, : len(answer)] = torch.arange(first, len(words))
+            answers[i, : len(answer)] = torch.tensor([VOCAB[w] for w in answer])
+        return ids, torch.stack([r[1] for r in rows]), answer_at, answers
 
 
 @torch.no_grad()
 def mcq_accuracy(model: Toy, world: World, n: int) -> float:
+    """Letter accuracy, greedy: with a colour before the letter, the model's own colour is fed back first."""
     ids, objects, answer_at, answers = world.batch(["mcq"] * n)
-    return float((model(ids, objects, answer_at).argmax(-1) == answers).float().mean())
+    if answers.shape[1] == 2:
+        rows = torch.arange(n)
+        ids[rows, answer_at[:, 1]] = model(ids, objects, answer_at[:, :1])[:, 0].argmax(-1)
+        answer_at, answers = answer_at[:, 1:], answers[:, 1:]
+    return float((model(ids, objects, answer_at)[:, 0].argmax(-1) == answers[:, 0]).float().mean())
 
 
 def llm_lr(recipe: TrainConfig) -> float:
@@ -132,11 +152,12 @@ def llm_lr(recipe: TrainConfig) -> float:
 
 
 def train(recipe: TrainConfig, mixture: dict[str, float], seed: int, steps: int, eval_every: int,
-          options: str, mcq_weight: float) -> list[dict]:
+          options: str, mcq_weight: float, mcq_answer: str = "letter", option_order: str = "letter-first") -> list[dict]:
     """The recipe's LLM-stage optimizer (AdamW, no decay on vectors) and warmup-cosine schedule over ``steps``;
     the loss is the mean over the batch with the multiple-choice answers weighted ``mcq_weight`` times."""
     model = Toy(recipe.model.preset, seed)
-    world, held = World(seed, options), World(10_000 + seed, options)
+    world = World(seed, options, mcq_answer, option_order)
+    held = World(10_000 + seed, options, mcq_answer, option_order)
     lr = llm_lr(recipe)
     decay = {skip: [p for n, p in model.named_parameters() if no_decay(n, p) == skip] for skip in (False, True)}
     opt = build_optimizer([{"params": params, "lr": lr, "weight_decay": 0.0 if skip else recipe.optim.weight_decay}
@@ -148,9 +169,10 @@ def train(recipe: TrainConfig, mixture: dict[str, float], seed: int, steps: int,
         picks = torch.multinomial(weights, recipe.batch_size, replacement=True, generator=world.gen)
         tasks = [names[int(i)] for i in picks]
         ids, objects, answer_at, answers = world.batch(tasks)
-        answer_weights = torch.tensor([mcq_weight if t == "mcq" else 1.0 for t in tasks])
-        losses = nn.functional.cross_entropy(model(ids, objects, answer_at), answers, reduction="none")
-        loss = (answer_weights * losses).sum() / answer_weights.sum()
+        answer_weights = torch.tensor([mcq_weight if t == "mcq" else 1.0 for t in tasks])[:, None] * (answers != -100)
+        logits = model(ids, objects, answer_at)
+        losses = nn.functional.cross_entropy(logits.flatten(0, 1), answers.flatten(), reduction="none")
+        loss = (answer_weights.flatten() * losses).sum() / answer_weights.sum()
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
@@ -175,6 +197,10 @@ def main() -> None:
                         help="how options name a colour: 'pink' as the open answer, 'Ġpink' (the qwen2 "
                              "pre-tokenizer's spaced word) or 'Ġ' 'pink' (the options and words pre-tokenizers')")
     parser.add_argument("--mcq-weight", type=float, default=1.0, help="loss weight of a multiple-choice answer")
+    parser.add_argument("--mcq-answer", default="letter", choices=("letter", "colour-letter"),
+                        help="a multiple-choice answer: the letter, or the colour word then the letter")
+    parser.add_argument("--option-order", default="letter-first", choices=("letter-first", "colour-first"),
+                        help="an option: '( A ) w' (VideoRefer-Bench-Q's layout, the synthetic data's) or 'w ( A )'")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -185,7 +211,7 @@ def main() -> None:
         for seed in args.seeds:
             start = time.perf_counter()
             curve = train(recipe, MIXTURES[name], seed, args.steps, args.eval_every, args.options,
-                          args.mcq_weight)
+                          args.mcq_weight, args.mcq_answer, args.option_order)
             runs.append({"mixture": name, "tasks": MIXTURES[name], "seed": seed, "curve": curve,
                          "seconds": round(time.perf_counter() - start, 1)})
     for r in runs:
