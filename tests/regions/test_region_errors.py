@@ -129,6 +129,17 @@ def test_frame_index_beyond_the_video() -> None:
         Region.from_dict({"type": "box", "box": [1, 1, 5, 5], "frame": -1})
 
 
+@pytest.mark.parametrize("frame", ["8\x1f", "\u00b2", "\u0663", "1.5", "", "-2"])
+def test_frame_keys_that_are_not_ascii_decimals_are_region_errors(frame) -> None:
+    # "\x1f" is whitespace to str.strip() and "²", "٣" are digits to str.isdigit(), but int() takes none of them
+    box = {"type": "box", "box": [1, 1, 5, 5]}
+    with pytest.raises(RegionError, match="frame index must be a non-negative integer"):
+        Region.from_dict({**box, "frame": frame})
+    with pytest.raises(RegionError, match="frame index must be a non-negative integer"):
+        Region.from_dict({"type": "frames", "frames": {frame: box}})
+    assert list(Region.from_dict({"type": "frames", "frames": {" 3 ": box}}).data) == [3]
+
+
 def test_prompt_without_pixels_or_with_wrong_frames() -> None:
     with pytest.raises(RegionError, match="needs the image pixels"):
         Region.from_box([1, 1, 9, 9]).resolve(H, W)

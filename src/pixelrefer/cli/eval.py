@@ -11,6 +11,7 @@ import typer
 
 from pixelrefer.cli.common import DEFAULT_MODEL, ModelOpt, QuantizeOpt, warn_random_weights
 from pixelrefer.errors import ConfigError
+from pixelrefer.utils.text import ascii_decimal
 
 if TYPE_CHECKING:
     from pixelrefer.eval.predictor import PixelReferPredictor
@@ -31,9 +32,10 @@ def _parse_aux(values: list[str]) -> dict[str, Path]:
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, str(default))
-    if not value.strip().isdigit():
+    number = ascii_decimal(value)
+    if number is None:
         raise ConfigError(f"environment variable {name}={value!r} must be a whole number")
-    return int(value)
+    return number
 
 
 def _launch_layout(num_shards: int | None, shard: int | None, device: str) -> tuple[int, int, str]:

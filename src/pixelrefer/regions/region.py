@@ -23,6 +23,7 @@ from pixelrefer.regions.prompts import (
     ScribblePrompt,
 )
 from pixelrefer.regions.serialize import prompt_from_dict
+from pixelrefer.utils.text import ascii_decimal
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def _frame(frame: Any) -> int:
     """A frame index from an int or a decimal string (JSON object keys are strings)."""
     if isinstance(frame, (int, np.integer)) and not isinstance(frame, bool) and frame >= 0:
         return int(frame)
-    if isinstance(frame, str) and frame.strip().isdigit():
+    if isinstance(frame, str) and ascii_decimal(frame) is not None:
         return int(frame)
     raise RegionError(f"frame index must be a non-negative integer, got {frame!r}")
 
@@ -214,7 +215,8 @@ def as_region(obj: Any) -> Region:
     if isinstance(obj, dict):
         if "type" in obj:
             return Region.from_dict(obj)
-        if not all(isinstance(k, (int, np.integer)) or (isinstance(k, str) and k.isdigit()) for k in obj):
+        if not all(isinstance(k, (int, np.integer)) or (isinstance(k, str) and ascii_decimal(k) is not None)
+                   for k in obj):
             raise RegionError(f"a region dict needs a 'type' key (or frame-index keys), got keys {sorted(map(str, obj))}")
         return Region.from_prompts(obj)
     if isinstance(obj, (str, os.PathLike)):
