@@ -69,8 +69,9 @@ def _frame(frame: Any) -> int:
     """A frame index from an int or a decimal string (JSON object keys are strings)."""
     if isinstance(frame, (int, np.integer)) and not isinstance(frame, bool) and frame >= 0:
         return int(frame)
-    if isinstance(frame, str) and ascii_decimal(frame) is not None:
-        return int(frame)
+    number = ascii_decimal(frame) if isinstance(frame, str) else None
+    if number is not None:
+        return number
     raise RegionError(f"frame index must be a non-negative integer, got {frame!r}")
 
 
