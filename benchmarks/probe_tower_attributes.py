@@ -35,7 +35,7 @@ from pixelrefer.processing.processor import collate_visual
 from pixelrefer.recipes.vision import RegionClassifier
 from pixelrefer.regions.codecs import decode_rle
 from pixelrefer.synth import world
-from pixelrefer.train.run import FACT_HEAD_PREFIX, HEAD_FILE, VISION_WEIGHTS_FILE
+from pixelrefer.train.run import FACT_HEAD_PREFIX, HEAD_FILE, load_vision_weights
 
 FACTS = ("colour", "pattern", "size", "position", "category")
 
@@ -58,9 +58,7 @@ def tower_classifier(pr: PixelRefer, tower: Path | None) -> RegionClassifier:
 
     if tower is None:
         raise SystemExit("--readout fact-head needs --tower (the vision pretraining folder)")
-    _, unexpected = pr.model.load_state_dict(load_file(tower / VISION_WEIGHTS_FILE), strict=False)
-    if unexpected:
-        raise SystemExit(f"{tower}/vision.safetensors holds tensors the model lacks: {unexpected[:3]}")
+    load_vision_weights(pr.model, tower)
     heads = load_file(tower / HEAD_FILE)
     classifier = RegionClassifier(pr.model, heads["weight"].shape[0], facts=True)
     classifier.head.load_state_dict({"weight": heads["weight"], "bias": heads["bias"]})
